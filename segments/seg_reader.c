@@ -1,0 +1,237 @@
+/*
+ * seg_reader.c - reading segment objects from an object store with ranged
+ * GETs: the tail (footer, and the index when it fits), then single frames,
+ * directly or through the local segment cache.
+ *
+ * Guarantees
+ *   1. Nothing is used before seg_footer_parse / seg_index_parse validated
+ *      it against the object size from HEAD.
+ *   2. A frame is returned only after seg_frame_decode verified it; a frame
+ *      the caller names must lie inside the data area of the object.
+ *   3. Through the cache: a cached copy that fails any checksum is dropped
+ *      and the frame fetched from the store once more; only a store copy
+ *      that fails too is reported (CAIRN_E_CORRUPT, logged).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "seg_int.h"
+
+#define MOD "segments"
+/* First GET of an object: the footer and, usually, the whole index. */
+#define SEG_TAIL_READ (64u << 10)
+
+struct seg_reader {
+	cairn_objstore *os;
+	char *key;
+	uint64_t size;
+	seg_footer footer;
+	seg_index *ix;
+};
+
+static int get_exact(seg_reader *r, uint64_t off, void *buf, uint64_t len)
+{
+	uint64_t got = 0;
+	int rc = objstore_get(r->os, r->key, off, buf, len, &got);
+
+	if (rc)
+		return cairn_err_wrap(rc, "segment %s", r->key);
+	if (got != len)
+		return cairn_errf(CAIRN_E_CORRUPT,
+				  "segment %s: object ends early: got %" PRIu64
+				  " of %" PRIu64 " bytes at offset %" PRIu64,
+				  r->key, got, len, off);
+	return CAIRN_OK;
+}
+
+int seg_reader_open(cairn_objstore *os, const char *key, const seg_id *expect,
+		    seg_reader **out)
+{
+	seg_reader *r = NULL;
+	cairn_obj_info info;
+	uint8_t *tail = NULL, *ixbuf = NULL;
+	uint64_t tlen, tstart;
+	seg_id kid;
+	int rc;
+
+	*out = NULL;
+	if (!expect && seg_key_parse(key, &kid) == CAIRN_OK)
+		expect = &kid;
+	cairn_err_clear();
+	r = calloc(1, sizeof *r);
+	if (!r || !(r->key = strdup(key))) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "segment %s", key);
+		goto fail;
+	}
+	r->os = os;
+	rc = objstore_head(os, key, &info);
+	if (rc) {
+		rc = cairn_err_wrap(rc, "segment %s", key);
+		goto fail;
+	}
+	r->size = info.size;
+	if (r->size < SEG_HEADER_SIZE + SEG_FOOTER_SIZE || r->size > SEG_MAX_SIZE) {
+		rc = cairn_errf(CAIRN_E_CORRUPT,
+				"segment %s: object of %" PRIu64 " bytes cannot be a segment",
+				key, r->size);
+		goto fail;
+	}
+	tlen = r->size < SEG_TAIL_READ ? r->size : SEG_TAIL_READ;
+	tstart = r->size - tlen;
+	tail = malloc(tlen);
+	if (!tail) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "segment %s: tail buffer", key);
+		goto fail;
+	}
+	rc = get_exact(r, tstart, tail, tlen);
+	if (rc)
+		goto fail;
+	rc = seg_footer_parse(key, tail, tlen, r->size, expect, &r->footer);
+	if (rc)
+		goto fail;
+	if (r->footer.index_off >= tstart) {
+		rc = seg_index_parse(key, &r->footer,
+				     tail + (r->footer.index_off - tstart),
+				     r->footer.index_len, &r->ix);
+	} else {
+		ixbuf = malloc(r->footer.index_len);
+		if (!ixbuf) {
+			rc = cairn_errf(CAIRN_E_NOMEM, "segment %s: index of %" PRIu64 " bytes",
+					key, r->footer.index_len);
+			goto fail;
+		}
+		rc = get_exact(r, r->footer.index_off, ixbuf, r->footer.index_len);
+		if (!rc)
+			rc = seg_index_parse(key, &r->footer, ixbuf,
+					     r->footer.index_len, &r->ix);
+	}
+	if (rc)
+		goto fail;
+	free(tail);
+	free(ixbuf);
+	*out = r;
+	return CAIRN_OK;
+fail:
+	free(tail);
+	free(ixbuf);
+	seg_reader_close(r);
+	return rc;
+}
+
+void seg_reader_close(seg_reader *r)
+{
+	if (!r)
+		return;
+	seg_index_free(r->ix);
+	free(r->key);
+	free(r);
+}
+
+const seg_index *seg_reader_index(const seg_reader *r)
+{
+	return r->ix;
+}
+
+uint64_t seg_reader_size(const seg_reader *r)
+{
+	return r->size;
+}
+
+static int check_inside(seg_reader *r, const seg_frame *f)
+{
+	if (f->off < SEG_HEADER_SIZE || f->off > r->footer.index_off ||
+	    seg_frame_span(f) > r->footer.index_off - f->off)
+		return cairn_errf(CAIRN_E_CORRUPT,
+				  "segment %s: frame at offset %" PRIu64 " + %" PRIu64
+				  " is outside the data area (%d..%" PRIu64 ")",
+				  r->key, f->off, seg_frame_span(f),
+				  SEG_HEADER_SIZE, r->footer.index_off);
+	return CAIRN_OK;
+}
+
+int seg_reader_read(seg_reader *r, const seg_frame *f, void *dst,
+		    size_t dstcap, size_t *raw_len)
+{
+	uint64_t span = seg_frame_span(f);
+	uint8_t *buf = NULL;
+	int rc;
+
+	rc = check_inside(r, f);
+	if (rc)
+		return rc;
+	buf = malloc(span);
+	if (!buf)
+		return cairn_errf(CAIRN_E_NOMEM, "segment %s: frame of %" PRIu64 " bytes",
+				  r->key, span);
+	rc = get_exact(r, f->off, buf, span);
+	if (!rc)
+		rc = seg_frame_decode(r->key, f, buf, span, dst, dstcap, raw_len);
+	free(buf);
+	return rc;
+}
+
+int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
+			   const seg_frame *f, void *dst, size_t dstcap,
+			   size_t *raw_len)
+{
+	uint64_t span = seg_frame_span(f), start, end;
+	uint8_t *buf = NULL;
+	int rc;
+
+	rc = check_inside(r, f);
+	if (rc)
+		return rc;
+	buf = malloc(span);
+	if (!buf)
+		return cairn_errf(CAIRN_E_NOMEM, "segment %s: frame of %" PRIu64 " bytes",
+				  r->key, span);
+	rc = seg_cache_get(c, r->key, f->off, buf, span);
+	if (rc == CAIRN_OK) {
+		rc = seg_frame_decode(r->key, f, buf, span, dst, dstcap, raw_len);
+		if (rc != CAIRN_E_CORRUPT)
+			goto out;
+		/* Verified by the cache's block crcs, yet the frame is bad:
+		 * the window was fetched bad.  Forget it, ask the store. */
+		if (seg_cache_drop(c, r->key))
+			CAIRN_WARN(MOD, "segment %s: drop from cache: %s", r->key,
+				   cairn_errmsg());
+		rc = seg_reader_read(r, f, dst, dstcap, raw_len);
+		goto out;
+	}
+	if (rc != CAIRN_E_NOTFOUND && rc != CAIRN_E_CORRUPT)
+		CAIRN_WARN(MOD, "segment %s: cache read failed, reading the store: %s",
+			   r->key, cairn_errmsg());
+	/* Miss: fetch the aligned window around the frame. */
+	if (window < span)
+		window = span;
+	start = f->off / window * window;
+	if (start < SEG_HEADER_SIZE)
+		start = SEG_HEADER_SIZE;
+	end = (f->off + span + window - 1) / window * window;
+	if (end > r->footer.index_off)
+		end = r->footer.index_off;
+	free(buf);
+	buf = malloc(end - start);
+	if (!buf) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "segment %s: window of %" PRIu64 " bytes",
+				r->key, end - start);
+		goto out;
+	}
+	rc = get_exact(r, start, buf, end - start);
+	if (rc)
+		goto out;
+	rc = seg_frame_decode(r->key, f, buf + (f->off - start), span, dst,
+			      dstcap, raw_len);
+	if (rc)
+		goto out;
+	/* Only a window whose wanted frame verified is worth keeping; a
+	 * failure to cache costs a refetch later, not this read. */
+	if (seg_cache_put(c, r->key, start, buf, end - start))
+		CAIRN_WARN(MOD, "segment %s: not cached: %s", r->key,
+			   cairn_errmsg());
+	cairn_err_clear();
+out:
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,219 @@
+/*
+ * test_seg_reader.c - reading segments from a file:// object store: open
+ * (tail GET, separate index GET for a large index), frame reads, reads
+ * through the cache (a hit costs no request; a corrupt cached copy is
+ * refetched), and corrupt, truncated and missing objects.
+ */
+#include "seg_test.h"
+
+static cairn_uring *U;
+static const char *DIR_;
+
+/* Chunk i's content. */
+static size_t chunk_len(uint64_t i, int tiny)
+{
+	return tiny ? 1 + i % 30 : 500 + (size_t)(i * 7919 % 20000);
+}
+
+static void chunk_fill(uint64_t i, uint8_t *buf, size_t len)
+{
+	st_chunk(buf, len, (int)(i % 3), i);
+}
+
+/* Build a segment of n chunks, put it at key; return its bytes. */
+static uint8_t *put_segment(cairn_objstore *os, const seg_id *id, int n,
+			    int tiny, char *key, size_t *len)
+{
+	char path[600];
+	seg_writer *w;
+	uint8_t buf[20500];
+	uint8_t *obj;
+
+	REQUIRE_OK(seg_key_format(id, key, SEG_KEY_MAX));
+	snprintf(path, sizeof path, "%s/staging-%" PRIu64 ".seg", DIR_, id->seq);
+	unlink(path);
+	REQUIRE_OK(seg_writer_create(U, path, id, NULL, &w));
+	for (int i = 0; i < n; i++) {
+		size_t l = chunk_len((uint64_t)i, tiny);
+		chunk_fill((uint64_t)i, buf, l);
+		REQUIRE_OK(seg_writer_append(w, (uint64_t)i, buf, l, NULL));
+	}
+	REQUIRE_OK(seg_writer_seal(w, NULL));
+	seg_writer_close(w);
+	obj = st_slurp(path, len);
+	REQUIRE_OK(objstore_put_buf(os, key, obj, *len));
+	return obj;
+}
+
+static void read_every(seg_reader *r, seg_cache *c, int tiny, int expect_ok)
+{
+	const seg_index *ix = seg_reader_index(r);
+	uint8_t got[20500], want[20500];
+
+	for (size_t i = 0; i < seg_index_count(ix); i++) {
+		seg_frame f;
+		size_t rl = 0;
+		int rc;
+
+		REQUIRE_OK(seg_index_get(ix, i, &f));
+		rc = c ? seg_reader_read_cached(r, c, 256 << 10, &f, got,
+						sizeof got, &rl)
+		       : seg_reader_read(r, &f, got, sizeof got, &rl);
+		if (!expect_ok)
+			continue;
+		CHECK_OK(rc);
+		if (rc)
+			return;
+		CHECK(rl == chunk_len(i, tiny));
+		chunk_fill(i, want, rl);
+		CHECK(memcmp(got, want, rl) == 0);
+	}
+}
+
+int main(void)
+{
+	cairn_objstore *os;
+	seg_reader *r;
+	seg_cache *c;
+	cairn_objstore_stats s0, s1;
+	char url[700], key[SEG_KEY_MAX], key2[SEG_KEY_MAX], cdir[700];
+	seg_id id;
+	size_t len, len2;
+	uint8_t *obj, *obj2;
+	int rc;
+
+	t_seed();
+	DIR_ = t_tmpdir("seg_reader");
+	REQUIRE_OK(uring_open(NULL, &U));
+	snprintf(url, sizeof url, "file://%s/bucket", DIR_);
+	{
+		char b[700];
+		snprintf(b, sizeof b, "%s/bucket", DIR_);
+		REQUIRE(mkdir(b, 0755) == 0);
+	}
+	cairn_objstore_opts oo = {.uring = U};
+	rc = objstore_open(url, &oo, &os);
+	if (rc == CAIRN_E_UNSUPPORTED || rc == CAIRN_E_INVAL) {
+		printf("file:// store not available: %s\n", cairn_errmsg());
+		t_skip("file:// object store not available");
+	}
+	REQUIRE_OK(rc);
+	REQUIRE_OK(cairn_log_set_file("/dev/null"));
+
+	/* Plain reads. */
+	st_id(&id, 2, 1);
+	obj = put_segment(os, &id, 60, 0, key, &len);
+	REQUIRE_OK(seg_reader_open(os, key, NULL, &r));
+	CHECK(seg_reader_size(r) == len);
+	CHECK(seg_index_count(seg_reader_index(r)) == 60);
+	read_every(r, NULL, 0, 1);
+
+	/* Through the cache: the second pass makes no request. */
+	snprintf(cdir, sizeof cdir, "%s/cache", DIR_);
+	REQUIRE_OK(seg_cache_open(U, cdir, 64 << 20, &c));
+	read_every(r, c, 0, 1);
+	objstore_stats(os, &s0);
+	read_every(r, c, 0, 1);
+	objstore_stats(os, &s1);
+	CHECK(s1.requests[OBJ_OP_GET] == s0.requests[OBJ_OP_GET]);
+	seg_cache_stats st;
+	seg_cache_stats_get(c, &st);
+	CHECK(st.hits >= 60);
+
+	/* A frame that is not in the data area is refused before any GET. */
+	seg_frame f;
+	uint8_t buf[64];
+	REQUIRE_OK(seg_index_get(seg_reader_index(r), 0, &f));
+	f.off = len - 10;
+	CHECK_RC(seg_reader_read(r, &f, buf, sizeof buf, NULL), CAIRN_E_CORRUPT);
+	CHECK_MSG("outside the data area");
+	seg_reader_close(r);
+
+	/* The object is replaced by a corrupted copy (same key, as a broken
+	 * store would): the cache still serves its verified copy; a direct
+	 * read reports the corruption, naming the segment. */
+	REQUIRE_OK(seg_key_format(&id, key, sizeof key));
+	obj2 = malloc(len);
+	memcpy(obj2, obj, len);
+	REQUIRE_OK(seg_reader_open(os, key, NULL, &r));
+	REQUIRE_OK(seg_index_get(seg_reader_index(r), 5, &f));
+	obj2[f.off + SEG_FRAME_HDR_SIZE + 1] ^= 0x20;
+	REQUIRE_OK(objstore_put_buf(os, key, obj2, len));
+	uint8_t out[20500];
+	CHECK_RC(seg_reader_read(r, &f, out, sizeof out, NULL), CAIRN_E_CORRUPT);
+	CHECK_MSG(key);
+	CHECK_MSG("checksum mismatch in frame");
+	CHECK_OK(seg_reader_read_cached(r, c, 256 << 10, &f, out, sizeof out, NULL));
+	/* After the cache lost it, the corruption surfaces. */
+	CHECK_OK(seg_cache_drop(c, key));
+	CHECK_RC(seg_reader_read_cached(r, c, 256 << 10, &f, out, sizeof out, NULL),
+		 CAIRN_E_CORRUPT);
+	seg_reader_close(r);
+	free(obj2);
+
+	/* A large index (more than the 64 KiB tail read) is fetched apart. */
+	st_id(&id, 2, 2);
+	obj2 = put_segment(os, &id, 3000, 1, key2, &len2);
+	objstore_stats(os, &s0);
+	REQUIRE_OK(seg_reader_open(os, key2, &id, &r));
+	objstore_stats(os, &s1);
+	CHECK(s1.requests[OBJ_OP_GET] - s0.requests[OBJ_OP_GET] == 2);
+	CHECK(seg_index_count(seg_reader_index(r)) == 3000);
+	read_every(r, c, 1, 1);
+	seg_reader_close(r);
+	/* The wrong expectation. */
+	id.seq = 3;
+	CHECK_RC(seg_reader_open(os, key2, &id, &r), CAIRN_E_CORRUPT);
+	CHECK_MSG("expected packed epoch 2 seq 3");
+
+	/* Truncated objects: every length fails with CAIRN_E_CORRUPT. */
+	for (size_t l = 0; l < len; l += 1 + l / 8) {
+		REQUIRE_OK(objstore_put_buf(os, "v/t/seg/trunc", obj, l));
+		rc = seg_reader_open(os, "v/t/seg/trunc", NULL, &r);
+		if (rc != CAIRN_E_CORRUPT) {
+			T_FAIL_("truncated to %zu: rc %d %s", l, rc, cairn_errmsg());
+			seg_reader_close(rc ? NULL : r);
+		}
+	}
+	t_checks_++;
+	REQUIRE_OK(objstore_put_buf(os, "v/t/seg/trunc", obj, 50));
+	CHECK_RC(seg_reader_open(os, "v/t/seg/trunc", NULL, &r), CAIRN_E_CORRUPT);
+	CHECK_MSG("segment v/t/seg/trunc: object of 50 bytes cannot be a segment");
+	/* Missing. */
+	CHECK_RC(seg_reader_open(os, "v/t/seg/none", NULL, &r), CAIRN_E_NOTFOUND);
+	CHECK_MSG("v/t/seg/none");
+
+	/* A store that answers with half the bytes, or fails. */
+	{
+		cairn_objstore *fos;
+		cairn_obj_fault rule = {.kind = OBJ_FAULT_TRUNCATE,
+					.op_mask = 1 << OBJ_OP_GET};
+		REQUIRE_OK(objstore_fault_wrap(os, &fos));
+		REQUIRE_OK(objstore_fault_arm(fos, &rule));
+		CHECK_RC(seg_reader_open(fos, key2, NULL, &r), CAIRN_E_CORRUPT);
+		CHECK_MSG("object ends early");
+		rule.kind = OBJ_FAULT_NONE;
+		REQUIRE_OK(objstore_fault_arm(fos, &rule));
+		REQUIRE_OK(seg_reader_open(fos, key2, NULL, &r));
+		rule.kind = OBJ_FAULT_TRUNCATE;
+		REQUIRE_OK(objstore_fault_arm(fos, &rule));
+		REQUIRE_OK(seg_index_get(seg_reader_index(r), 7, &f));
+		CHECK_RC(seg_reader_read(r, &f, out, sizeof out, NULL), CAIRN_E_CORRUPT);
+		rule.kind = OBJ_FAULT_FAIL;
+		rule.rc = CAIRN_E_STORE;
+		REQUIRE_OK(objstore_fault_arm(fos, &rule));
+		CHECK_RC(seg_reader_read(r, &f, out, sizeof out, NULL), CAIRN_E_STORE);
+		CHECK_MSG(key2);
+		seg_reader_close(r);
+		objstore_close(fos);
+	}
+
+	REQUIRE_OK(cairn_log_set_file(NULL));
+	seg_cache_close(c);
+	free(obj);
+	free(obj2);
+	objstore_close(os);
+	uring_close(U);
+	t_rmtree(DIR_);
+	return t_done();
+}
