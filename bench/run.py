@@ -333,6 +333,16 @@ def bench_uring(ctx):
 # ----------------------------------------------------------------------
 # output
 
+# Benchmarks kept in their own modules (bench/bench_*.py), registered here.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_s3  # noqa: E402
+
+
+@benchmark("s3", bench_s3.DESC, targets=["bench_s3"])
+def _bench_s3(ctx):
+    return bench_s3.run(ctx, Row, BenchError)
+
+
 def fmt(v, nd=1):
     if v is None:
         return "-"
