@@ -74,6 +74,17 @@
  *      by name, a directory's name followed by '/'.  Directories that cannot
  *      hold keys matching the prefix or following the page token are not
  *      opened, and only one directory at a time is read into memory.
+ *   7. Readers (get, head, list) take no lock.  When a delete or an
+ *      overwrite retires the upload behind a link while a reader follows
+ *      it, the reader sees the link gone or changed and looks again: it
+ *      returns the old object, the new one or CAIRN_E_NOTFOUND, never
+ *      CAIRN_E_CORRUPT (that is kept for a link whose upload is broken).
+ *   8. The state changes of one upload are serialized by flock() on its
+ *      mpu/<id>/key: a part upload holds it shared (from its check until
+ *      the part is renamed in), complete and abort hold it exclusively, and
+ *      each judges the upload's state (still there, not completed) only once
+ *      it holds the lock.  So no part is replaced under a complete that
+ *      checked it (invariant 2), and no abort removes a completed upload.
  *
  * Upload states (mpu/<id>):
  *
@@ -99,6 +110,7 @@
 #include "cairn/err.h"
 #include "cairn/log.h"
 #include "objstore_int.h"
+#include "os_file_int.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define GIB (1024ULL * MIB)
@@ -109,7 +121,7 @@
 #define MARKER_TMP "CAIRN_OBJSTORE.tmp"
 #define MARKER_FMT "cairn objstore layout %u\n"
 #define SEG_MAX 255
-#define ID_LEN 32
+#define ID_LEN OBJSTORE_FILE_ID_LEN
 #define COPY_CHUNK (1u << 20)
 #define COPY_SLOTS 4
 #define MAN_MAGIC "CAIRNMPU"
@@ -117,26 +129,18 @@
 #define MAN_HDR 64
 #define MAN_REC 16
 #define PATH_BUF (CAIRN_KEY_MAX + 64)
+#define READ_TRIES 16 /* a reader looks again when the object changed */
+/* A link target in o/ climbs one "../" per '/' of the key, and a valid key
+ * has at most CAIRN_KEY_MAX / 2 of them: 3 bytes per level, so a target can
+ * be half as long again as the longest key ("../mpu/<id>/manifest" and the
+ * NUL fit in the 64 bytes left). */
+#define LINK_BUF (3 * (CAIRN_KEY_MAX / 2) + 3 + 64)
 
 struct fstore {
 	char *root;
 	int root_fd, o_fd, tmp_fd, mpu_fd, lock_fd;
 	cairn_uring *u;
 	int own_u;
-};
-
-struct man_part {
-	unsigned number;
-	uint64_t size;
-	uint64_t start; /* offset of the part in the object */
-};
-
-struct manifest {
-	char id[ID_LEN + 1];
-	unsigned n;
-	uint64_t total;
-	uint32_t crc;
-	struct man_part *parts;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -571,7 +575,7 @@ static void prune_parents(struct fstore *fs, const char *key)
 	}
 }
 
-/* The link target o/<key> holds for upload id. */
+/* The link target o/<key> holds for upload id (size >= LINK_BUF: never cut). */
 static void link_target(const char *key, const char *id, char *buf,
 			size_t size)
 {
@@ -628,25 +632,101 @@ static int man_corrupt(const char *id, const char *what)
 			  "%s", id, what);
 }
 
-static void man_free(struct manifest *m)
+void objstore_file_manifest_free(struct objstore_file_manifest *m)
 {
 	free(m->parts);
 	m->parts = NULL;
 }
 
+static void man_free(struct objstore_file_manifest *m)
+{
+	objstore_file_manifest_free(m);
+}
+
+/* The checks of a manifest's bytes, apart from the file (tests and the
+ * fuzzer call it directly): nothing is used before it is validated. */
+int objstore_file_manifest_parse(const void *data, size_t len, const char *id,
+				 const char *key,
+				 struct objstore_file_manifest *m)
+{
+	const unsigned char *buf = data;
+	size_t klen, need;
+	uint64_t sum = 0;
+	int rc = 0;
+
+	memset(m, 0, sizeof *m);
+	if (!id || !id_valid(id))
+		return cairn_errf(CAIRN_E_INVAL, "manifest of '%.64s': not an "
+				  "upload id", id ? id : "(null)");
+	snprintf(m->id, sizeof m->id, "%s", id);
+	if (len < MAN_HDR + MAN_REC + 4 ||
+	    len > MAN_HDR + CAIRN_KEY_MAX + (size_t)MAN_REC * CAIRN_MPU_MAX_PARTS + 4)
+		return man_corrupt(id, "impossible size");
+	if (memcmp(buf, MAN_MAGIC, 8) != 0)
+		return man_corrupt(id, "bad magic");
+	if (get_le32(buf + 8) != MAN_VERSION)
+		return cairn_errf(CAIRN_E_VERSION, "manifest mpu/%s/manifest has "
+				  "version %u; this build reads version %u", id,
+				  get_le32(buf + 8), MAN_VERSION);
+	m->n = get_le32(buf + 12);
+	m->total = get_le64(buf + 16);
+	klen = get_le32(buf + 24);
+	if (m->n < 1 || m->n > CAIRN_MPU_MAX_PARTS)
+		return man_corrupt(id, "part count out of range");
+	if (klen < 1 || klen > CAIRN_KEY_MAX)
+		return man_corrupt(id, "key length out of range");
+	need = MAN_HDR + klen + (size_t)m->n * MAN_REC + 4;
+	if (need != len)
+		return man_corrupt(id, "size does not match its part count");
+	m->crc = cairn_crc32c(0, buf, need - 4);
+	if (m->crc != get_le32(buf + need - 4))
+		return man_corrupt(id, "checksum mismatch");
+	if (get_le32(buf + 28) != 0 || memcmp(buf + 32, id, ID_LEN) != 0)
+		return man_corrupt(id, "upload id does not match its directory");
+	if (key && (strlen(key) != klen || memcmp(buf + MAN_HDR, key, klen)))
+		return man_corrupt(id, "written for another key");
+	m->parts = calloc(m->n, sizeof *m->parts);
+	if (!m->parts)
+		return cairn_errf(CAIRN_E_NOMEM, "manifest parts");
+	for (unsigned i = 0; i < m->n; i++) {
+		const unsigned char *r = buf + MAN_HDR + klen + (size_t)i * MAN_REC;
+		struct objstore_file_man_part *p = &m->parts[i];
+
+		p->number = get_le32(r);
+		p->size = get_le64(r + 8);
+		if (p->number < 1 || p->number > CAIRN_MPU_MAX_PARTS ||
+		    (i > 0 && p->number <= m->parts[i - 1].number) ||
+		    get_le32(r + 4) != 0) {
+			rc = man_corrupt(id, "part numbers out of order");
+			goto out;
+		}
+		if (p->size > 5 * GIB) {
+			rc = man_corrupt(id, "part larger than 5 GiB");
+			goto out;
+		}
+		/* <= 10000 parts of <= 5 GiB: the sum cannot overflow. */
+		p->start = sum;
+		sum += p->size;
+	}
+	if (sum != m->total)
+		rc = man_corrupt(id, "part sizes do not add up to the total");
+out:
+	if (rc)
+		man_free(m);
+	return rc;
+}
+
 /* Load and validate mpu/<id>/manifest.  key (may be NULL) must match. */
 static int man_load(struct fstore *fs, const char *id, const char *key,
-		    struct manifest *m)
+		    struct objstore_file_manifest *m)
 {
 	char rel[ID_LEN + 16];
 	unsigned char *buf = NULL;
 	struct stat st;
-	size_t got = 0, klen, need;
-	uint64_t sum = 0;
+	size_t got = 0;
 	int fd, rc = 0;
 
 	memset(m, 0, sizeof *m);
-	snprintf(m->id, sizeof m->id, "%s", id);
 	snprintf(rel, sizeof rel, "%s/manifest", id);
 	fd = openat(fs->mpu_fd, rel, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -660,6 +740,7 @@ static int man_load(struct fstore *fs, const char *id, const char *key,
 		rc = sys_err("fstat mpu/", rel);
 		goto out;
 	}
+	/* Bound the allocation before trusting the size. */
 	if (st.st_size < MAN_HDR + MAN_REC + 4 ||
 	    st.st_size > MAN_HDR + CAIRN_KEY_MAX +
 				 (off_t)MAN_REC * CAIRN_MPU_MAX_PARTS + 4) {
@@ -680,96 +761,62 @@ static int man_load(struct fstore *fs, const char *id, const char *key,
 		rc = man_corrupt(id, "shorter than its size");
 		goto out;
 	}
-	if (memcmp(buf, MAN_MAGIC, 8) != 0) {
-		rc = man_corrupt(id, "bad magic");
-		goto out;
-	}
-	if (get_le32(buf + 8) != MAN_VERSION) {
-		rc = cairn_errf(CAIRN_E_VERSION, "manifest mpu/%s/manifest has "
-				"version %u; this build reads version %u", id,
-				get_le32(buf + 8), MAN_VERSION);
-		goto out;
-	}
-	m->n = get_le32(buf + 12);
-	m->total = get_le64(buf + 16);
-	klen = get_le32(buf + 24);
-	if (m->n < 1 || m->n > CAIRN_MPU_MAX_PARTS) {
-		rc = man_corrupt(id, "part count out of range");
-		goto out;
-	}
-	if (klen < 1 || klen > CAIRN_KEY_MAX) {
-		rc = man_corrupt(id, "key length out of range");
-		goto out;
-	}
-	need = MAN_HDR + klen + (size_t)m->n * MAN_REC + 4;
-	if (need != (size_t)st.st_size) {
-		rc = man_corrupt(id, "size does not match its part count");
-		goto out;
-	}
-	m->crc = cairn_crc32c(0, buf, need - 4);
-	if (m->crc != get_le32(buf + need - 4)) {
-		rc = man_corrupt(id, "checksum mismatch");
-		goto out;
-	}
-	if (get_le32(buf + 28) != 0 || memcmp(buf + 32, id, ID_LEN) != 0) {
-		rc = man_corrupt(id, "upload id does not match its directory");
-		goto out;
-	}
-	if (key && (strlen(key) != klen || memcmp(buf + MAN_HDR, key, klen))) {
-		rc = man_corrupt(id, "written for another key");
-		goto out;
-	}
-	m->parts = calloc(m->n, sizeof *m->parts);
-	if (!m->parts) {
-		rc = cairn_errf(CAIRN_E_NOMEM, "manifest parts");
-		goto out;
-	}
-	for (unsigned i = 0; i < m->n; i++) {
-		const unsigned char *r = buf + MAN_HDR + klen + (size_t)i * MAN_REC;
-		struct man_part *p = &m->parts[i];
-
-		p->number = get_le32(r);
-		p->size = get_le64(r + 8);
-		if (p->number < 1 || p->number > CAIRN_MPU_MAX_PARTS ||
-		    (i > 0 && p->number <= m->parts[i - 1].number) ||
-		    get_le32(r + 4) != 0) {
-			rc = man_corrupt(id, "part numbers out of order");
-			goto out;
-		}
-		if (p->size > 5 * GIB) {
-			rc = man_corrupt(id, "part larger than 5 GiB");
-			goto out;
-		}
-		p->start = sum;
-		sum += p->size;
-	}
-	if (sum != m->total) {
-		rc = man_corrupt(id, "part sizes do not add up to the total");
-		goto out;
-	}
+	rc = objstore_file_manifest_parse(buf, got, id, key, m);
 out:
-	if (rc)
-		man_free(m);
 	free(buf);
 	close(fd);
 	return rc;
 }
 
-/* Manifest of the composite object o/<key> (already known to be a link). */
-static int man_of_key(struct fstore *fs, const char *key, struct manifest *m)
+/* Readers take no lock: a delete or an overwrite may retire the upload
+ * behind o/<key> while a reader follows the link, so that its manifest or
+ * a part is gone by the time the reader opens it.  That is not corruption:
+ * the reader looks again, up to READ_TRIES times, and finds the new object
+ * or none (rule 1 of cairn/objstore.h).  Whether o/<key> has stopped
+ * linking to upload id: */
+static int link_moved(struct fstore *fs, const char *key, const char *id)
 {
-	char target[PATH_BUF], id[ID_LEN + 1];
+	char target[LINK_BUF], cur[ID_LEN + 1];
+
+	if (read_link(fs->o_fd, key, target, sizeof target) < 0)
+		return errno == ENOENT || errno == ENOTDIR || errno == EINVAL;
+	return !target_id(target, cur) || strcmp(cur, id) != 0;
+}
+
+/* Manifest of the composite object o/<key> (already known to be a link).
+ * *changed is set when o/<key> changed while it was read: look again. */
+static int man_of_key(struct fstore *fs, const char *key,
+		      struct objstore_file_manifest *m, int *changed)
+{
+	char target[LINK_BUF], id[ID_LEN + 1];
+	int rc;
 
 	memset(m, 0, sizeof *m);
+	*changed = 0;
 	if (read_link(fs->o_fd, key, target, sizeof target) < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return cairn_errf(CAIRN_E_NOTFOUND, "no such key");
+		if (errno == EINVAL) {
+			/* Replaced by a plain object since the caller saw
+			 * the link. */
+			*changed = 1;
+			return cairn_errf(CAIRN_E_AGAIN, "o/ entry changed");
+		}
 		return sys_err("readlink o/", key);
 	}
 	if (!target_id(target, id))
 		return cairn_errf(CAIRN_E_CORRUPT, "o/ entry is a link to '%.200s',"
 				  " which is not a multipart manifest", target);
-	return man_load(fs, id, key, m);
+	rc = man_load(fs, id, key, m);
+	if (rc == CAIRN_E_CORRUPT && link_moved(fs, key, id))
+		*changed = 1;
+	return rc;
+}
+
+static int changed_too_often(void)
+{
+	return cairn_errf(CAIRN_E_AGAIN, "the object changed %d times while "
+			  "it was read", READ_TRIES);
 }
 
 /* ------------------------------------------------- uploads and retiring */
@@ -804,7 +851,7 @@ static void retire_upload(struct fstore *fs, const char *id, const char *trash)
 static int trash_old(struct fstore *fs, const char *key, char old_id[ID_LEN + 1],
 		     char trash[64])
 {
-	char target[PATH_BUF], t2[64 + ID_LEN], rnd[17];
+	char target[LINK_BUF], t2[64 + ID_LEN], rnd[17];
 	int rc;
 
 	old_id[0] = '\0';
@@ -887,14 +934,19 @@ fail:
 	return rc;
 }
 
-/* The upload mpu/<id> exists and was created for key. */
+/* The upload mpu/<id> exists and was created for key (and, with
+ * refuse_completed, is not completed yet).  Its key file is left open in
+ * *lock_fd and flock()ed with lock (invariant 8): the caller holds it until
+ * it is done with the upload, and closes it. */
 static int upload_check(struct fstore *fs, const char *key, const char *id,
-			int refuse_completed)
+			int refuse_completed, int lock, int *lock_fd)
 {
 	char rel[ID_LEN + 8], buf[CAIRN_KEY_MAX + 2];
+	struct stat st, now;
 	size_t got = 0;
 	int fd, rc;
 
+	*lock_fd = -1;
 	if (!id_valid(id))
 		return cairn_errf(CAIRN_E_NOTFOUND, "no such upload '%.64s' (not "
 				  "an upload id of this store)", id);
@@ -907,22 +959,49 @@ static int upload_check(struct fstore *fs, const char *key, const char *id,
 					  "completed)", id);
 		return sys_err("open mpu/", rel);
 	}
+	while ((rc = flock(fd, lock)) != 0 && errno == EINTR)
+		;
+	if (rc) {
+		rc = sys_err("lock mpu/", rel);
+		goto fail;
+	}
+	/* Whoever held the lock before may have aborted or completed (and
+	 * since retired) the upload: judge its state only now. */
+	if (fstat(fd, &st) != 0) {
+		rc = sys_err("fstat mpu/", rel);
+		goto fail;
+	}
+	if (fstatat(fs->mpu_fd, rel, &now, 0) != 0 || now.st_ino != st.st_ino ||
+	    now.st_dev != st.st_dev) {
+		rc = cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s (aborted "
+				"or completed meanwhile)", id);
+		goto fail;
+	}
 	rc = uring_read(fs->u, fd, buf, sizeof buf, 0, &got);
-	close(fd);
-	if (rc)
-		return cairn_err_wrap(rc, "read mpu/%s", rel);
-	if (got != strlen(key) || memcmp(buf, key, got) != 0)
-		return cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s for this "
-				  "key (it was created for another key)", id);
+	if (rc) {
+		rc = cairn_err_wrap(rc, "read mpu/%s", rel);
+		goto fail;
+	}
+	if (got != strlen(key) || memcmp(buf, key, got) != 0) {
+		rc = cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s for this "
+				"key (it was created for another key)", id);
+		goto fail;
+	}
 	if (refuse_completed) {
-		char target[PATH_BUF], want[PATH_BUF];
+		char target[LINK_BUF], want[LINK_BUF];
 		link_target(key, id, want, sizeof want);
 		if (read_link(fs->o_fd, key, target, sizeof target) >= 0 &&
-		    strcmp(target, want) == 0)
-			return cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s "
-					  "(already completed)", id);
+		    strcmp(target, want) == 0) {
+			rc = cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s "
+					"(already completed)", id);
+			goto fail;
+		}
 	}
+	*lock_fd = fd;
 	return 0;
+fail:
+	close(fd); /* drops the lock */
+	return rc;
 }
 
 /* ------------------------------------------------------------ backend */
@@ -944,8 +1023,8 @@ static int file_put(void *impl, const char *key, const cairn_obj_src *src)
 }
 
 /* Read [off, off+len) of a composite object. */
-static int man_read(struct fstore *fs, const struct manifest *m, uint64_t off,
-		    void *buf, uint64_t len, uint64_t *got)
+static int man_read(struct fstore *fs, const struct objstore_file_manifest *m,
+		    uint64_t off, void *buf, uint64_t len, uint64_t *got)
 {
 	enum { BATCH = 16 };
 	uring_op ops[BATCH];
@@ -972,7 +1051,7 @@ static int man_read(struct fstore *fs, const struct manifest *m, uint64_t off,
 		size_t nops = 0;
 
 		for (; i < m->n && pos < end && nops < BATCH; i++) {
-			const struct man_part *p = &m->parts[i];
+			const struct objstore_file_man_part *p = &m->parts[i];
 			char rel[ID_LEN + 16];
 			struct stat st;
 			uint64_t in_off, n;
@@ -1029,26 +1108,27 @@ static int man_read(struct fstore *fs, const struct manifest *m, uint64_t off,
 	return rc;
 }
 
-static int file_get(void *impl, const char *key, uint64_t off, void *buf,
-		    uint64_t len, uint64_t *got)
+/* One try of file_get; *changed as man_of_key says. */
+static int get_once(struct fstore *fs, const char *key, uint64_t off,
+		    void *buf, uint64_t len, uint64_t *got, int *changed)
 {
-	struct fstore *fs = impl;
-	struct manifest m;
+	struct objstore_file_manifest m;
 	struct stat st;
 	int fd, rc;
 
 	*got = 0;
-	if (key_seg_max(key) > SEG_MAX)
-		return cairn_errf(CAIRN_E_NOTFOUND, "no such key");
+	*changed = 0;
 	fd = openat(fs->o_fd, key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return cairn_errf(CAIRN_E_NOTFOUND, "no such key");
 		if (errno != ELOOP)
 			return sys_err("open o/", key);
-		if ((rc = man_of_key(fs, key, &m)) != 0)
+		if ((rc = man_of_key(fs, key, &m, changed)) != 0)
 			return rc;
 		rc = man_read(fs, &m, off, buf, len, got);
+		if (rc == CAIRN_E_CORRUPT && link_moved(fs, key, m.id))
+			*changed = 1;
 		man_free(&m);
 		return rc;
 	}
@@ -1078,14 +1158,34 @@ out:
 	return rc;
 }
 
+static int file_get(void *impl, const char *key, uint64_t off, void *buf,
+		    uint64_t len, uint64_t *got)
+{
+	struct fstore *fs = impl;
+	int rc, changed;
+
+	*got = 0;
+	if (key_seg_max(key) > SEG_MAX)
+		return cairn_errf(CAIRN_E_NOTFOUND, "no such key");
+	for (int tries = 0; tries < READ_TRIES; tries++) {
+		rc = get_once(fs, key, off, buf, len, got, &changed);
+		if (!changed)
+			return rc;
+		cairn_err_clear();
+	}
+	*got = 0;
+	return changed_too_often();
+}
+
 static int file_head(void *impl, const char *key, cairn_obj_info *out)
 {
 	struct fstore *fs = impl;
 	struct stat st;
-	int rc;
+	int rc, changed, tries = 0;
 
 	if (key_seg_max(key) > SEG_MAX)
 		return cairn_errf(CAIRN_E_NOTFOUND, "no such key");
+again:
 	if (fstatat(fs->o_fd, key, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return cairn_errf(CAIRN_E_NOTFOUND, "no such key");
@@ -1101,9 +1201,15 @@ static int file_head(void *impl, const char *key, cairn_obj_info *out)
 		return 0;
 	}
 	if (S_ISLNK(st.st_mode)) {
-		struct manifest m;
-		if ((rc = man_of_key(fs, key, &m)) != 0)
-			return rc;
+		struct objstore_file_manifest m;
+		if ((rc = man_of_key(fs, key, &m, &changed)) != 0) {
+			if (!changed)
+				return rc;
+			if (++tries == READ_TRIES)
+				return changed_too_often();
+			cairn_err_clear();
+			goto again;
+		}
 		out->size = m.total;
 		snprintf(out->etag, sizeof out->etag, "%08x-%u", m.crc, m.n);
 		man_free(&m);
@@ -1119,7 +1225,7 @@ static int file_head(void *impl, const char *key, cairn_obj_info *out)
 static int file_del(void *impl, const char *key)
 {
 	struct fstore *fs = impl;
-	char target[PATH_BUF], id[ID_LEN + 1], trash[64], rnd[17];
+	char target[LINK_BUF], id[ID_LEN + 1], trash[64], rnd[17];
 	char parent[PATH_BUF];
 	struct stat st;
 	int rc;
@@ -1211,8 +1317,9 @@ static int list_emit(struct lister *L, const char *key)
 	cairn_obj_list *out = L->out;
 	cairn_obj_entry *e;
 	struct stat st;
-	int rc;
+	int rc, changed, tries = 0;
 
+again:
 	if (fstatat(L->fs->o_fd, key, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 		if (errno == ENOENT)
 			return 0; /* deleted meanwhile */
@@ -1230,10 +1337,16 @@ static int list_emit(struct lister *L, const char *key)
 	memset(e, 0, sizeof *e);
 	e->mtime = st.st_mtim.tv_sec;
 	if (S_ISLNK(st.st_mode)) {
-		struct manifest m;
-		if ((rc = man_of_key(L->fs, key, &m)) != 0) {
+		struct objstore_file_manifest m;
+		if ((rc = man_of_key(L->fs, key, &m, &changed)) != 0) {
 			if (rc == CAIRN_E_NOTFOUND)
 				return 0;
+			if (changed && ++tries < READ_TRIES) {
+				cairn_err_clear();
+				goto again;
+			}
+			if (changed)
+				rc = changed_too_often();
 			char esc[160];
 			objstore_key_escape(key, esc, sizeof esc);
 			return cairn_err_wrap(rc, "key '%s'", esc);
@@ -1470,13 +1583,15 @@ static int file_mpu_part(void *impl, const char *key, const char *upload_id,
 	struct fstore *fs = impl;
 	char name[64], rel[ID_LEN + 16];
 	struct stat st;
-	int rc;
+	int rc, lfd = -1;
 
+	/* Shared lock: parts go in side by side, but not while the upload
+	 * is completed or aborted (invariant 8). */
 	if ((rc = key_fits(key)) != 0 ||
-	    (rc = upload_check(fs, key, upload_id, 1)) != 0)
+	    (rc = upload_check(fs, key, upload_id, 1, LOCK_SH, &lfd)) != 0)
 		return rc;
 	if ((rc = tmp_write(fs, "part", src, name, &st)) != 0)
-		return rc;
+		goto out;
 	snprintf(rel, sizeof rel, "%s/part.%05u", upload_id, part_no);
 	if (renameat(fs->tmp_fd, name, fs->mpu_fd, rel) != 0) {
 		rc = errno == ENOENT
@@ -1484,14 +1599,17 @@ static int file_mpu_part(void *impl, const char *key, const char *upload_id,
 					  "(aborted meanwhile)", upload_id)
 			     : sys_err("rename into mpu/", rel);
 		unlinkat(fs->tmp_fd, name, 0);
-		return rc;
+		goto out;
 	}
 	if ((rc = fsync_dir(fs, fs->mpu_fd, upload_id)) != 0)
-		return rc;
+		goto out;
 	out->number = part_no;
 	out->size = src->len;
 	part_etag(&st, out->etag, sizeof out->etag);
-	return 0;
+out:
+	if (lfd >= 0)
+		close(lfd);
+	return rc;
 }
 
 static int file_mpu_complete(void *impl, const char *key,
@@ -1499,16 +1617,18 @@ static int file_mpu_complete(void *impl, const char *key,
 			     const cairn_mpu_part *parts, size_t n)
 {
 	struct fstore *fs = impl;
-	char rel[ID_LEN + 16], name[64], lnk[64], target[PATH_BUF], cur[PATH_BUF];
+	char rel[ID_LEN + 16], name[64], lnk[64], target[LINK_BUF], cur[LINK_BUF];
 	char rnd[17];
 	unsigned char *man = NULL;
 	size_t klen = strlen(key), mlen;
 	cairn_obj_src src;
 	uint64_t total = 0;
-	int rc;
+	int rc, lfd = -1;
 
+	/* Exclusive lock: no part changes and no abort while the parts are
+	 * checked and linked (invariant 8). */
 	if ((rc = key_fits(key)) != 0 ||
-	    (rc = upload_check(fs, key, upload_id, 0)) != 0)
+	    (rc = upload_check(fs, key, upload_id, 0, LOCK_EX, &lfd)) != 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
@@ -1518,34 +1638,40 @@ static int file_mpu_complete(void *impl, const char *key,
 			 parts[i].number);
 		if (fstatat(fs->mpu_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0) {
 			if (errno == ENOENT)
-				return cairn_errf(CAIRN_E_INVAL, "part %u of "
-						  "upload %s was never uploaded",
-						  parts[i].number, upload_id);
-			return sys_err("stat mpu/", rel);
+				rc = cairn_errf(CAIRN_E_INVAL, "part %u of "
+						"upload %s was never uploaded",
+						parts[i].number, upload_id);
+			else
+				rc = sys_err("stat mpu/", rel);
+			goto out;
 		}
 		part_etag(&st, etag, sizeof etag);
 		if ((uint64_t)st.st_size != parts[i].size ||
-		    strcmp(etag, parts[i].etag) != 0)
-			return cairn_errf(CAIRN_E_INVAL, "part %u of upload %s "
-					  "does not match the list (size %llu, "
-					  "etag '%.40s'; the stored part has "
-					  "size %llu, etag %s)",
-					  parts[i].number, upload_id,
-					  (unsigned long long)parts[i].size,
-					  parts[i].etag,
-					  (unsigned long long)st.st_size, etag);
+		    strcmp(etag, parts[i].etag) != 0) {
+			rc = cairn_errf(CAIRN_E_INVAL, "part %u of upload %s "
+					"does not match the list (size %llu, "
+					"etag '%.40s'; the stored part has "
+					"size %llu, etag %s)",
+					parts[i].number, upload_id,
+					(unsigned long long)parts[i].size,
+					parts[i].etag,
+					(unsigned long long)st.st_size, etag);
+			goto out;
+		}
 		total += parts[i].size;
 	}
 	link_target(key, upload_id, target, sizeof target);
 	/* A retried complete whose first try took effect: done already. */
 	if (read_link(fs->o_fd, key, cur, sizeof cur) >= 0 &&
 	    strcmp(cur, target) == 0)
-		return 0;
+		goto out;
 
 	mlen = MAN_HDR + klen + n * MAN_REC + 4;
 	man = calloc(1, mlen);
-	if (!man)
-		return cairn_errf(CAIRN_E_NOMEM, "manifest buffer");
+	if (!man) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "manifest buffer");
+		goto out;
+	}
 	memcpy(man, MAN_MAGIC, 8);
 	put_le32(man + 8, MAN_VERSION);
 	put_le32(man + 12, (uint32_t)n);
@@ -1608,6 +1734,8 @@ static int file_mpu_complete(void *impl, const char *key,
 	}
 out:
 	free(man);
+	if (lfd >= 0)
+		close(lfd);
 	return rc;
 }
 
@@ -1615,27 +1743,33 @@ static int file_mpu_abort(void *impl, const char *key, const char *upload_id)
 {
 	struct fstore *fs = impl;
 	char dead[64], rnd[17];
-	int rc;
+	int rc, lfd = -1;
 
 	if (key_seg_max(key) > SEG_MAX)
 		return cairn_errf(CAIRN_E_NOTFOUND, "no such upload");
-	if ((rc = upload_check(fs, key, upload_id, 1)) != 0)
+	/* Exclusive lock: not while a part goes in or the upload is
+	 * completed (invariant 8). */
+	if ((rc = upload_check(fs, key, upload_id, 1, LOCK_EX, &lfd)) != 0)
 		return rc;
 	rand_hex(rnd, 8);
 	snprintf(dead, sizeof dead, "dead-%s", rnd);
 	if (renameat(fs->mpu_fd, upload_id, fs->tmp_fd, dead) != 0) {
-		if (errno == ENOENT)
-			return cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s "
-					  "(aborted meanwhile)", upload_id);
-		return sys_err("rename to tmp/ of mpu/", upload_id);
+		rc = errno == ENOENT
+			     ? cairn_errf(CAIRN_E_NOTFOUND, "no such upload %s "
+					  "(aborted meanwhile)", upload_id)
+			     : sys_err("rename to tmp/ of mpu/", upload_id);
+		goto out;
 	}
 	if ((rc = fsync_fd(fs, fs->mpu_fd, "mpu/")) != 0)
-		return rc;
+		goto out;
 	if (rm_tree(fs->tmp_fd, dead, 0) != 0)
 		CAIRN_WARN("objstore", "%s: removing aborted upload %s: %s",
 			   fs->root, upload_id, cairn_errmsg());
 	cairn_err_clear();
-	return 0;
+out:
+	if (lfd >= 0)
+		close(lfd);
+	return rc;
 }
 
 /* ------------------------------------------------------- open / close */
@@ -1667,7 +1801,7 @@ static void sweep(struct fstore *fs)
 	}
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
-		char target[PATH_BUF], id[ID_LEN + 1];
+		char target[LINK_BUF], id[ID_LEN + 1];
 
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
@@ -1677,7 +1811,7 @@ static void sweep(struct fstore *fs)
 			/* Still linked from o/ (an overwrite that did not
 			 * happen): keep the upload, drop the trash link. */
 			char rel[ID_LEN + 8], key[CAIRN_KEY_MAX + 2];
-			char want[PATH_BUF], cur[PATH_BUF];
+			char want[LINK_BUF], cur[LINK_BUF];
 			size_t got = 0;
 			int kfd, linked = 0;
 

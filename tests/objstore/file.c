@@ -627,6 +627,243 @@ static void t_complete_twice(void)
 	objstore_close(os);
 }
 
+struct replacer {
+	cairn_objstore *os;
+	uint64_t rounds;
+	int fails;
+	int stop;
+};
+
+/* Version v of key "rr": 100 bytes of v, as a plain object (v odd) or a
+ * one-part composite object (v even), deleted now and then. */
+static void *replace_main(void *arg)
+{
+	struct replacer *rp = arg;
+
+	for (uint64_t v = 1; v <= rp->rounds; v++) {
+		char data[100], up[CAIRN_UPLOAD_ID_MAX];
+		cairn_mpu_part part;
+		int rc;
+
+		memset(data, (int)(v & 0x7f) + 1, sizeof data);
+		if (v % 2) {
+			rc = objstore_put_buf(rp->os, "rr", data, sizeof data);
+		} else {
+			rc = objstore_mpu_create(rp->os, "rr", up);
+			if (!rc)
+				rc = objstore_mpu_part(rp->os, "rr", up, 1,
+						       &(cairn_obj_src){
+							       .buf = data,
+							       .fd = -1,
+							       .len = sizeof data},
+						       &part);
+			if (!rc)
+				rc = objstore_mpu_complete(rp->os, "rr", up,
+							   &part, 1);
+		}
+		if (!rc && v % 5 == 0)
+			rc = objstore_delete(rp->os, "rr");
+		if (rc) {
+			fprintf(stderr, "replace: %s\n", cairn_errmsg());
+			rp->fails++;
+		}
+	}
+	__atomic_store_n(&rp->stop, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Readers racing deletes and overwrites of a composite object see the old
+ * object, the new one or no object (rule 1 of cairn/objstore.h), never a
+ * "corrupt" one whose upload was retired under their feet. */
+static void t_replace_race(void)
+{
+	cairn_objstore *os = open_store();
+	struct replacer rp = {os, t_scaled(60), 0, 0};
+	unsigned long reads = 0, bad = 0;
+	pthread_t th;
+
+	REQUIRE(pthread_create(&th, NULL, replace_main, &rp) == 0);
+	while (!__atomic_load_n(&rp.stop, __ATOMIC_ACQUIRE)) {
+		char b[101];
+		uint64_t got = 0;
+		cairn_obj_info info;
+		cairn_obj_list l;
+		int rc;
+
+		rc = objstore_get(os, "rr", 0, b, sizeof b, &got);
+		if (rc == 0 && (got != 100 || b[0] == 0 ||
+				memcmp(b, b + 1, 99) != 0)) {
+			fprintf(stderr, "replace race: get %llu bytes, "
+				"mixed\n", (unsigned long long)got);
+			bad++;
+		} else if (rc && rc != CAIRN_E_NOTFOUND) {
+			fprintf(stderr, "replace race: get: %s\n",
+				cairn_errmsg());
+			bad++;
+		}
+		rc = objstore_head(os, "rr", &info);
+		if ((rc == 0 && info.size != 100) ||
+		    (rc && rc != CAIRN_E_NOTFOUND)) {
+			fprintf(stderr, "replace race: head: %s\n",
+				cairn_errmsg());
+			bad++;
+		}
+		rc = objstore_list(os, "r", NULL, 0, &l);
+		if (rc || l.n > 1 || (l.n == 1 && l.v[0].size != 100)) {
+			fprintf(stderr, "replace race: list: %s\n",
+				cairn_errmsg());
+			bad++;
+		}
+		objstore_list_free(&l);
+		reads++;
+	}
+	pthread_join(th, NULL);
+	printf("replace race: %lu rounds of reads, %lu bad\n", reads, bad);
+	CHECK(rp.fails == 0);
+	CHECK(bad == 0);
+	CHECK_OK(objstore_delete(os, "rr"));
+	CHECK(count_dir(P("mpu")) == 0);
+	objstore_close(os);
+}
+
+struct uploader {
+	cairn_objstore *os;
+	const char *up;
+	int op;       /* OBJ_OP_MPU_PART: re-upload part 1; else abort */
+	int rc;
+};
+
+/* Part 1 again, with other bytes (same size), until the upload refuses. */
+static void *upload_main(void *arg)
+{
+	struct uploader *u = arg;
+	char data[100];
+	cairn_mpu_part part;
+
+	if (u->op != OBJ_OP_MPU_PART) {
+		u->rc = objstore_mpu_abort(u->os, "pc", u->up);
+		return NULL;
+	}
+	memset(data, 'Y', sizeof data);
+	for (int i = 0; i < 50; i++) {
+		u->rc = objstore_mpu_part(u->os, "pc", u->up, 1,
+					  &(cairn_obj_src){.buf = data,
+							   .fd = -1,
+							   .len = sizeof data},
+					  &part);
+		if (u->rc)
+			break;
+	}
+	return NULL;
+}
+
+/* A part re-uploaded, or the upload aborted, while it is completed: the
+ * completed object holds exactly the listed parts, or the complete fails;
+ * a part never changes under a completed object (invariant 2), and an
+ * abort never removes the parts of one. */
+static void t_part_complete_race(void)
+{
+	cairn_objstore *os = open_store();
+	uint64_t rounds = t_scaled(30);
+	int done = 0, refused = 0;
+
+	for (uint64_t r = 0; r < rounds; r++) {
+		char up[CAIRN_UPLOAD_ID_MAX], x[100], b[101];
+		cairn_mpu_part part;
+		struct uploader u;
+		pthread_t th;
+		uint64_t got = 0;
+		int rc;
+
+		memset(x, 'X', sizeof x);
+		REQUIRE_OK(objstore_mpu_create(os, "pc", up));
+		REQUIRE_OK(objstore_mpu_part(os, "pc", up, 1,
+					     &(cairn_obj_src){.buf = x, .fd = -1,
+							      .len = sizeof x},
+					     &part));
+		u = (struct uploader){os, up,
+				      r % 3 ? OBJ_OP_MPU_PART : OBJ_OP_MPU_ABORT,
+				      -1};
+		REQUIRE(pthread_create(&th, NULL, upload_main, &u) == 0);
+		rc = objstore_mpu_complete(os, "pc", up, &part, 1);
+		pthread_join(th, NULL);
+		if (rc == 0) {
+			done++;
+			CHECK(u.rc == CAIRN_E_NOTFOUND ||
+			      (u.op == OBJ_OP_MPU_PART && u.rc == 0));
+			CHECK_OK(objstore_get(os, "pc", 0, b, sizeof b, &got));
+			CHECK(got == sizeof x && memcmp(b, x, sizeof x) == 0);
+			CHECK_OK(objstore_delete(os, "pc"));
+		} else {
+			/* the part list went stale, or the upload is gone */
+			refused++;
+			CHECK(rc == CAIRN_E_INVAL || rc == CAIRN_E_NOTFOUND);
+			if (u.op == OBJ_OP_MPU_PART)
+				CHECK_OK(objstore_mpu_abort(os, "pc", up));
+			else
+				CHECK(u.rc == 0);
+		}
+		CHECK(count_dir(P("mpu")) == 0);
+	}
+	printf("part/complete race: %d completed, %d refused\n", done,
+	       refused);
+	objstore_close(os);
+}
+
+/* A composite object whose key is many directories deep: the link from o/
+ * climbs one "../" per level (up to 511 for a 1024-byte key), so its target
+ * is longer than the key.  Complete must make a readable object, and head,
+ * list, delete and the sweep must follow the link. */
+static void t_deep_key(void)
+{
+	cairn_objstore *os = open_store();
+	char key[CAIRN_KEY_MAX + 1], up[CAIRN_UPLOAD_ID_MAX];
+	char data[300], back[301];
+	cairn_mpu_part part;
+	cairn_obj_info info;
+	cairn_obj_list l;
+	uint64_t got = 0;
+	size_t n = 0;
+
+	/* "d/d/.../d/x": 511 levels, 1023 bytes, the deepest valid key */
+	for (int i = 0; i < 511; i++) {
+		key[n++] = 'd';
+		key[n++] = '/';
+	}
+	key[n++] = 'x';
+	key[n] = '\0';
+	REQUIRE_OK(objstore_key_check(key));
+	t_fill(data, sizeof data, seed ^ 0xdee9);
+	REQUIRE_OK(objstore_mpu_create(os, key, up));
+	REQUIRE_OK(objstore_mpu_part(os, key, up, 1,
+				     &(cairn_obj_src){.buf = data, .fd = -1,
+						      .len = sizeof data},
+				     &part));
+	CHECK_OK(objstore_mpu_complete(os, key, up, &part, 1));
+	CHECK_OK(objstore_get(os, key, 0, back, sizeof back, &got));
+	CHECK(got == sizeof data && memcmp(back, data, sizeof data) == 0);
+	CHECK_OK(objstore_head(os, key, &info));
+	CHECK(info.size == sizeof data);
+	/* a retried complete sees it done; the upload is now closed */
+	CHECK_OK(objstore_mpu_complete(os, key, up, &part, 1));
+	CHECK_RC(objstore_mpu_abort(os, key, up), CAIRN_E_NOTFOUND);
+	CHECK_OK(objstore_list(os, "d/d/", NULL, 0, &l));
+	CHECK(l.n == 1 && !strcmp(l.v[0].key, key) &&
+	      l.v[0].size == sizeof data);
+	objstore_list_free(&l);
+	/* reopen sweeps; the linked upload must survive an overwrite's
+	 * trash link left behind */
+	objstore_close(os);
+	os = open_store();
+	CHECK_OK(objstore_get(os, key, 0, back, sizeof back, &got));
+	CHECK(got == sizeof data);
+	CHECK_OK(objstore_delete(os, key));
+	CHECK(count_dir(P("mpu")) == 0);
+	CHECK(count_dir(P("tmp")) == 0);
+	CHECK(count_dir(P("o")) == 0);
+	objstore_close(os);
+}
+
 int main(void)
 {
 	const char *dir;
@@ -645,6 +882,9 @@ int main(void)
 	t_prune_race();
 	t_complete_twice();
 	t_complete_race();
+	t_deep_key();
+	t_replace_race();
+	t_part_complete_race();
 	if (t_failures_ == 0)
 		t_rmtree(dir);
 	return t_done();
