@@ -23,8 +23,8 @@
 
 #include "cairn/err.h"
 
-static int t_failures_;
-static int t_checks_;
+static _Atomic int t_failures_;
+static _Atomic int t_checks_;
 
 #define T_FAIL_(...)                                                      \
 	do {                                                              \

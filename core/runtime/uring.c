@@ -817,6 +817,14 @@ void uring_q_put(cairn_uring_q *q)
 		if (!done)
 			break; /* the ring itself failed */
 	}
+	if (q->inflight) {
+		/* A failed ring still holds ops the next holder would reap
+		 * into freed memory: retire the queue (uring_close frees it
+		 * with the others) instead of pooling it. */
+		CAIRN_ERROR("uring", "retiring a failed queue with %u ops in flight",
+			    q->inflight);
+		return;
+	}
 	pthread_mutex_lock(&u->qmu);
 	q->pool_next = u->idle;
 	u->idle = q;
@@ -931,6 +939,14 @@ static int q_finish(struct cairn_uring_q *q, struct uring_slot *s,
 	*done = op;
 	if (op->rc)
 		return op_errmsg(op, op->sub_ ? " (injected fault)" : "");
+	/* An op that completes after a simulated power loss did not happen
+	 * as far as the disk is concerned: above all, an fsync still in flight
+	 * at the crash must not report as durable bytes the crash dropped. */
+	if (atomic_load(&u->crashed)) {
+		op->rc = CAIRN_E_CANCELED;
+		op->err = ECANCELED;
+		return crashed_err();
+	}
 	if (seq && op_is_sync(op->op))
 		crash_synced(u, op->fd, seq);
 	return 0;

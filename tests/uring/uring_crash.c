@@ -258,6 +258,36 @@ static void test_random(void)
 		CHECK(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
 }
 
+/* An fsync still in flight when the power goes must not report success:
+ * the crash dropped what it would have made durable. */
+static void test_sync_in_flight(void)
+{
+	cairn_uring *u = open_sim();
+	cairn_uring_q *q;
+	uint8_t buf[4096];
+	uring_op w = {.op = URING_OP_WRITE, .buf = buf, .len = sizeof buf};
+	uring_op f = {.op = URING_OP_FSYNC};
+	uring_op *done = NULL;
+	int fd = open_file("inflight", O_RDWR | O_TRUNC);
+
+	REQUIRE(fd >= 0);
+	memset(buf, 0x42, sizeof buf);
+	w.fd = f.fd = fd;
+	REQUIRE_OK(uring_q_get(u, &q));
+	REQUIRE_OK(uring_q_submit(q, &w));
+	CHECK_OK(uring_q_reap(q, &done));
+	REQUIRE_OK(uring_q_submit(q, &f));
+	CHECK_OK(uring_crash(u, URING_CRASH_DROP, seed));
+	CHECK_RC(uring_q_reap(q, &done), CAIRN_E_CANCELED);
+	CHECK(done == &f && f.rc == CAIRN_E_CANCELED);
+	uring_q_put(q);
+	uring_close(u);
+	close(fd);
+	uint8_t *data = NULL;
+	CHECK(slurp("inflight", &data) == 0); /* the unsynced write is gone */
+	free(data);
+}
+
 int main(void)
 {
 	seed = t_seed();
@@ -267,6 +297,7 @@ int main(void)
 	test_keep_garble(URING_CRASH_GARBLE);
 	test_odd_fds();
 	test_random();
+	test_sync_in_flight();
 	t_rmtree(dir);
 	return t_done();
 }
