@@ -336,11 +336,17 @@ def bench_uring(ctx):
 # Benchmarks kept in their own modules (bench/bench_*.py), registered here.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_s3  # noqa: E402
+import bench_meta  # noqa: E402
 
 
 @benchmark("s3", bench_s3.DESC, targets=["bench_s3"])
 def _bench_s3(ctx):
     return bench_s3.run(ctx, Row, BenchError)
+
+
+@benchmark("meta", bench_meta.DESC, targets=bench_meta.TARGETS)
+def _bench_meta(ctx):
+    return bench_meta.run(ctx, Row, BenchError)
 
 
 def fmt(v, nd=1):

@@ -1,0 +1,629 @@
+/*
+ * meta_env.c - opening and closing the LMDB environment, the pool of read
+ * transactions, map growth, open-file counts and fault injection.
+ *
+ * LMDB specifics handled here:
+ *   - MDB_NOTLS: read transactions are not tied to threads, so they are
+ *     pooled (reset, then renewed) instead of being created per call.
+ *   - Reader slots: on MDB_READERS_FULL, stale slots of dead processes are
+ *     cleared with mdb_reader_check() and the begin is retried once.
+ *   - Map size: a large map is set at open (and, with MDB_WRITEMAP, allocated
+ *     on disk: a hole would turn a full disk into SIGBUS); when a commit hits MDB_MAP_FULL
+ *     the group-commit leader aborts, doubles the map (up to opts.map_max)
+ *     and reruns the batch.  mdb_env_set_mapsize() needs no transaction to
+ *     be active in the process, hence map_lock: readers hold it shared for
+ *     the life of a read transaction, growth takes it exclusive.
+ *   - Durability flags: the environment runs with MDB_NOSYNC (or
+ *     MDB_NOMETASYNC with opts.safe_relaxed); syncing is meta_txn.c's job.
+ *   - MDB_WRITEMAP (opts.writemap, default on): commits write through the
+ *     shared map instead of pwrite()ing every dirty page, which triples
+ *     small-transaction throughput; the price is that a wild pointer write
+ *     in this process could reach the database (docs/metadata.md).
+ *
+ * Lifecycle:
+ *
+ *   meta_open --> [open] --meta_close--> (freed)
+ *                   |  ^
+ *        fsync fails|  | (no way back: reopen)
+ *                   v  |
+ *                [failed] -- writes refused with CAIRN_E_IO, reads work
+ *
+ * Invariants:
+ *   1. One process owns an environment: meta.lock is flock()ed at open.
+ *   2. A read transaction in use always holds map_lock shared.
+ *   3. The root inode (1) exists in every formatted environment.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "meta_int.h"
+
+const char *const meta_table_names[MT_COUNT] = {
+	"inode", "dirent", "dcookie", "extent", "emap", "chunk", "chash",
+	"seg", "xattr", "snap", "orphan", "counter", "segchunk", "wal", "local",
+};
+
+int64_t meta_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int meta_lmdb_err(int err, const char *what)
+{
+	int rc;
+	switch (err) {
+	case MDB_NOTFOUND: rc = CAIRN_E_NOTFOUND; break;
+	case MDB_MAP_FULL: rc = CAIRN_E_NOSPC; break;
+	case ENOSPC: rc = CAIRN_E_NOSPC; break;
+	case MDB_READERS_FULL: rc = CAIRN_E_BUSY; break;
+	case MDB_VERSION_MISMATCH: rc = CAIRN_E_VERSION; break;
+	case MDB_INVALID: case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND:
+		rc = CAIRN_E_CORRUPT; break;
+	case ENOMEM: rc = CAIRN_E_NOMEM; break;
+	case MDB_BAD_VALSIZE: rc = CAIRN_E_RANGE; break;
+	default: rc = CAIRN_E_IO; break;
+	}
+	return cairn_errf(rc, "%s: %s", what, mdb_strerror(err));
+}
+
+void meta_fault_set(cairn_meta *m, int kind, int n, int err)
+{
+	m->fault_at[kind] = n;
+	m->fault_errno[kind] = err;
+	m->fault_count[kind] = 0;
+}
+
+int meta_fault_hit(cairn_meta *m, int kind)
+{
+	if (!m->fault_at[kind])
+		return 0;
+	if (++m->fault_count[kind] != m->fault_at[kind])
+		return 0;
+	m->fault_at[kind] = 0;
+	return m->fault_errno[kind];
+}
+
+void meta_opts_init(meta_opts *o)
+{
+	memset(o, 0, sizeof *o);
+	o->map_size = 256ULL << 20;
+	o->map_max = 1ULL << 40;
+	o->max_readers = 510;
+	o->flush_interval_ms = 1000;
+	o->wal_keep = 100000;
+	o->writemap = 1;
+	/* The brief: relaxed never corrupts the database.  MDB_NOSYNC alone
+	 * can, on an OS crash (docs/metadata.md), so the safe mode is the
+	 * default until the pinned-snapshot scheme lands. */
+	o->safe_relaxed = 1;
+}
+
+/* With MDB_WRITEMAP, LMDB writes through a shared map of a sparse file: a
+ * page fault on a hole when the disk is full is a SIGBUS, not an error.  So
+ * the whole map is allocated up front (and again after each growth): a full
+ * disk then shows up here, as CAIRN_E_NOSPC, before any commit needs it. */
+static int env_prealloc(cairn_meta *m, uint64_t size)
+{
+	int fd, err;
+	if (!m->opts.writemap)
+		return 0;
+	if ((err = mdb_env_get_fd(m->env, &fd)))
+		return meta_lmdb_err(err, "metadata file descriptor");
+	if ((err = meta_fault_hit(m, MF_ALLOC)))
+		errno = err;
+	else if (fallocate(fd, 0, 0, (off_t)size) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP) {
+		static int once;
+		cairn_log_once(&once, CAIRN_LOG_WARN, "meta",
+			       "%s: cannot preallocate the metadata map; a full disk may "
+			       "kill the process (SIGBUS)", m->dir);
+		return 0;
+	}
+	return cairn_errf(cairn_rc_from_errno(errno), "allocate %llu MiB for metadata in %s: %s",
+			  (unsigned long long)(size >> 20), m->dir, strerror(errno));
+}
+
+int meta_env_grow(cairn_meta *m)
+{
+	int rc = 0;
+	if (m->map_size >= m->opts.map_max)
+		return cairn_errf(CAIRN_E_NOSPC, "metadata map full at %llu MiB (map_max)",
+				  (unsigned long long)(m->map_size >> 20));
+	uint64_t nsz = m->map_size * 2;
+	if (nsz > m->opts.map_max)
+		nsz = m->opts.map_max;
+	pthread_rwlock_wrlock(&m->map_lock);
+	int err = mdb_env_set_mapsize(m->env, (size_t)nsz);
+	if (err) {
+		rc = meta_lmdb_err(err, "grow metadata map");
+	} else if ((rc = env_prealloc(m, nsz))) {
+		/* back to the old size: LMDB truncates the file again */
+		err = mdb_env_set_mapsize(m->env, (size_t)m->map_size);
+		if (err)
+			CAIRN_ERROR("meta", "shrinking the map back: %s", mdb_strerror(err));
+	} else {
+		CAIRN_INFO("meta", "map grown from %llu to %llu MiB",
+			   (unsigned long long)(m->map_size >> 20),
+			   (unsigned long long)(nsz >> 20));
+		m->map_size = nsz;
+	}
+	pthread_rwlock_unlock(&m->map_lock);
+	return rc;
+}
+
+/* ---- read transactions ---- */
+
+int meta_read_begin(cairn_meta *m, meta_txn **out)
+{
+	meta_txn *t = NULL;
+	int rc = 0, err;
+	pthread_rwlock_rdlock(&m->map_lock);
+	pthread_mutex_lock(&m->pool_lock);
+	if (m->npool)
+		t = m->pool[--m->npool];
+	pthread_mutex_unlock(&m->pool_lock);
+	if (t) {
+		err = mdb_txn_renew(t->txn);
+		if (err) {
+			mdb_txn_abort(t->txn);
+			free(t);
+			t = NULL;
+		}
+	}
+	if (!t) {
+		t = calloc(1, sizeof *t);
+		if (!t) {
+			rc = cairn_errf(CAIRN_E_NOMEM, "read transaction");
+			goto fail;
+		}
+		t->m = m;
+		for (int tries = 0;; tries++) {
+			err = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &t->txn);
+			if (err == MDB_READERS_FULL && tries == 0) {
+				int dead = 0;
+				/* Slots of crashed processes are reclaimed here. */
+				if (mdb_reader_check(m->env, &dead))
+					dead = -1;
+				CAIRN_WARN("meta", "reader slots full; cleared %d stale", dead);
+				continue;
+			}
+			break;
+		}
+		if (err) {
+			free(t);
+			rc = meta_lmdb_err(err, "begin read transaction");
+			goto fail;
+		}
+	}
+	t->m = m;
+	t->write = 0;
+	*out = t;
+	return 0;
+fail:
+	pthread_rwlock_unlock(&m->map_lock);
+	return rc;
+}
+
+void meta_read_end(meta_txn *t)
+{
+	if (!t)
+		return;
+	cairn_meta *m = t->m;
+	mdb_txn_reset(t->txn);
+	pthread_mutex_lock(&m->pool_lock);
+	if (m->npool < m->cappool) {
+		m->pool[m->npool++] = t;
+		t = NULL;
+	}
+	pthread_mutex_unlock(&m->pool_lock);
+	if (t) {
+		mdb_txn_abort(t->txn);
+		free(t);
+	}
+	pthread_rwlock_unlock(&m->map_lock);
+}
+
+cairn_meta *meta_txn_env(meta_txn *t)
+{
+	return t->m;
+}
+
+/* ---- open-file counts ---- */
+
+static size_t open_slot(cairn_meta *m, uint64_t ino)
+{
+	size_t mask = m->open_cap - 1, i = (size_t)(ino * 0x9e3779b97f4a7c15ULL) & mask;
+	while (m->open_ino[i] && m->open_ino[i] != ino)
+		i = (i + 1) & mask;
+	return i;
+}
+
+static int open_grow(cairn_meta *m)
+{
+	size_t ncap = m->open_cap ? m->open_cap * 2 : 64;
+	uint64_t *oi = m->open_ino;
+	uint32_t *oc = m->open_cnt;
+	size_t ocap = m->open_cap;
+	m->open_ino = calloc(ncap, sizeof *m->open_ino);
+	m->open_cnt = calloc(ncap, sizeof *m->open_cnt);
+	if (!m->open_ino || !m->open_cnt) {
+		free(m->open_ino);
+		free(m->open_cnt);
+		m->open_ino = oi;
+		m->open_cnt = oc;
+		return cairn_errf(CAIRN_E_NOMEM, "open-file table");
+	}
+	m->open_cap = ncap;
+	for (size_t i = 0; i < ocap; i++)
+		if (oi[i]) {
+			size_t s = open_slot(m, oi[i]);
+			m->open_ino[s] = oi[i];
+			m->open_cnt[s] = oc[i];
+		}
+	free(oi);
+	free(oc);
+	return 0;
+}
+
+int meta_open_count(cairn_meta *m, uint64_t ino)
+{
+	int n = 0;
+	pthread_mutex_lock(&m->open_lock);
+	if (m->open_cap) {
+		size_t s = open_slot(m, ino);
+		if (m->open_ino[s])
+			n = (int)m->open_cnt[s];
+	}
+	pthread_mutex_unlock(&m->open_lock);
+	return n;
+}
+
+int meta_ino_open(cairn_meta *m, uint64_t ino)
+{
+	int rc = 0;
+	if (!ino)
+		return cairn_errf(CAIRN_E_INVAL, "open of inode 0");
+	pthread_mutex_lock(&m->open_lock);
+	if ((m->open_n + 1) * 2 > m->open_cap && (rc = open_grow(m)))
+		goto out;
+	size_t s = open_slot(m, ino);
+	if (!m->open_ino[s]) {
+		m->open_ino[s] = ino;
+		m->open_cnt[s] = 0;
+		m->open_n++;
+	}
+	m->open_cnt[s]++;
+out:
+	pthread_mutex_unlock(&m->open_lock);
+	return rc;
+}
+
+static int orphan_free_fn(meta_txn *t, void *arg)
+{
+	uint64_t ino = *(uint64_t *)arg;
+	uint8_t k[8];
+	MDB_val v;
+	mi_inode in;
+	be64(k, ino);
+	int rc = mt_get(t, MT_ORPHAN, k, 8, &v);
+	if (rc == CAIRN_E_NOTFOUND)
+		return 0;  /* relinked or already freed */
+	if (rc)
+		return rc;
+	if (meta_open_count(t->m, ino) > 0)
+		return 0;  /* reopened meanwhile */
+	rc = mi_inode_get(t, ino, &in);
+	if (!rc && in.a.nlink == 0)
+		rc = mx_inode_free(t, &in);
+	if (!rc)
+		rc = mt_del(t, MT_ORPHAN, k, 8);
+	return rc;
+}
+
+int meta_ino_close(cairn_meta *m, uint64_t ino)
+{
+	int last = 0;
+	pthread_mutex_lock(&m->open_lock);
+	size_t s = m->open_cap ? open_slot(m, ino) : 0;
+	if (!m->open_cap || !m->open_ino[s]) {
+		pthread_mutex_unlock(&m->open_lock);
+		return cairn_errf(CAIRN_E_BADF, "close of inode %llu that is not open",
+				  (unsigned long long)ino);
+	}
+	if (--m->open_cnt[s] == 0) {
+		last = 1;
+		/* backward-shift deletion keeps linear probing chains intact */
+		size_t mask = m->open_cap - 1, i = s, j = s;
+		m->open_ino[i] = 0;
+		m->open_n--;
+		for (;;) {
+			j = (j + 1) & mask;
+			if (!m->open_ino[j])
+				break;
+			size_t h = (size_t)(m->open_ino[j] * 0x9e3779b97f4a7c15ULL) & mask;
+			if ((j > i && (h <= i || h > j)) || (j < i && (h <= i && h > j))) {
+				m->open_ino[i] = m->open_ino[j];
+				m->open_cnt[i] = m->open_cnt[j];
+				m->open_ino[j] = 0;
+				i = j;
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->open_lock);
+	if (!last)
+		return 0;
+	int rc = meta_write(m, META_RELAXED, META_OP_ORPHAN, orphan_free_fn, &ino, NULL);
+	if (rc)
+		return cairn_err_wrap(rc, "free unlinked inode %llu", (unsigned long long)ino);
+	return 0;
+}
+
+/* Orphans are inodes unlinked while open; after a restart nobody has them
+ * open any more. */
+static int orphan_all_fn(meta_txn *t, void *arg)
+{
+	(void)arg;
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc = mt_cursor(t, MT_ORPHAN, &c);
+	if (rc)
+		return rc;
+	uint64_t inos[256];
+	size_t n = 0;
+	int err = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (!err && n < 256) {
+		if (k.mv_size == 8)
+			inos[n++] = rbe64(k.mv_data);
+		err = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	for (size_t i = 0; i < n && !rc; i++) {
+		uint8_t kb[8];
+		mi_inode in;
+		be64(kb, inos[i]);
+		rc = mi_inode_get(t, inos[i], &in);
+		if (rc == CAIRN_E_NOTFOUND)
+			rc = 0;
+		else if (!rc && in.a.nlink == 0)
+			rc = mx_inode_free(t, &in);
+		if (!rc)
+			rc = mt_del(t, MT_ORPHAN, kb, 8);
+	}
+	return rc;
+}
+
+int meta_orphan_cleanup(cairn_meta *m)
+{
+	for (;;) {
+		meta_txn *t;
+		MDB_val k, v;
+		MDB_cursor *c;
+		int rc = meta_read_begin(m, &t);
+		if (rc)
+			return rc;
+		rc = mt_cursor(t, MT_ORPHAN, &c);
+		int any = 0;
+		if (!rc) {
+			any = mdb_cursor_get(c, &k, &v, MDB_FIRST) == 0;
+			mdb_cursor_close(c);
+		}
+		meta_read_end(t);
+		if (rc || !any)
+			return rc;
+		rc = meta_write(m, META_SYNCED, META_OP_ORPHAN, orphan_all_fn, NULL, NULL);
+		if (rc)
+			return cairn_err_wrap(rc, "free orphaned inodes");
+	}
+}
+
+/* ---- open / close ---- */
+
+static int format_fn(meta_txn *t, void *arg)
+{
+	(void)arg;
+	mi_inode root;
+	int rc;
+	memset(&root, 0, sizeof root);
+	root.a.ino = META_ROOT_INO;
+	root.a.mode = S_IFDIR | 0755;
+	root.a.nlink = 2;
+	root.a.atime_ns = root.a.mtime_ns = root.a.ctime_ns = root.a.btime_ns = t->now;
+	root.next_cookie = 1;
+	if ((rc = mt_counter_add(t, MC_FORMAT, META_SCHEMA_VERSION)))
+		return rc;
+	if ((rc = mt_counter_add(t, MC_NEXT_INO, META_ROOT_INO + 1)))
+		return rc;
+	for (int id = MC_NEXT_CHUNK; id <= MC_NEXT_EMAP; id++)
+		if ((rc = mt_counter_add(t, id, 1)))
+			return rc;
+	return mi_inode_put(t, NULL, &root);
+}
+
+static int env_setup(cairn_meta *m)
+{
+	MDB_txn *txn;
+	int err = mdb_txn_begin(m->env, NULL, 0, &txn);
+	if (err)
+		return meta_lmdb_err(err, "begin setup transaction");
+	for (int i = 0; i < MT_COUNT; i++) {
+		err = mdb_dbi_open(txn, meta_table_names[i], MDB_CREATE, &m->dbi[i]);
+		if (err) {
+			mdb_txn_abort(txn);
+			return meta_lmdb_err(err, meta_table_names[i]);
+		}
+	}
+	/* last LSN: kept in the local table, survives trimming */
+	MDB_val k = { 8, "last_lsn" }, v;
+	err = mdb_get(txn, m->dbi[MT_LOCAL], &k, &v);
+	if (!err && v.mv_size == 8)
+		m->last_lsn = rle64(v.mv_data);
+	err = mdb_txn_commit(txn);
+	if (err)
+		return meta_lmdb_err(err, "commit setup transaction");
+	return 0;
+}
+
+int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
+{
+	cairn_meta *m = NULL;
+	int rc = 0, err, lockfd = -1;
+	char path[600];
+
+	*out = NULL;
+	if (!dir || strlen(dir) >= sizeof m->dir)
+		return cairn_errf(CAIRN_E_INVAL, "metadata directory path missing or too long");
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return cairn_errf(CAIRN_E_NOMEM, "metadata environment");
+	if (opts)
+		m->opts = *opts;
+	else
+		meta_opts_init(&m->opts);
+	if (m->opts.map_size < (1u << 20))
+		m->opts.map_size = 1u << 20;
+	if (m->opts.map_max < m->opts.map_size)
+		m->opts.map_max = m->opts.map_size;
+	if (!m->opts.max_readers)
+		m->opts.max_readers = 510;
+	snprintf(m->dir, sizeof m->dir, "%s", dir);
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	/* writer preference: growth must not starve behind a reader stream */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&m->map_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&m->pool_lock, NULL);
+	pthread_mutex_init(&m->q_lock, NULL);
+	pthread_cond_init(&m->q_cond, NULL);
+	pthread_mutex_init(&m->sync_lock, NULL);
+	pthread_cond_init(&m->flush_cond, NULL);
+	pthread_mutex_init(&m->open_lock, NULL);
+	m->cappool = 64;
+	m->pool = calloc(m->cappool, sizeof *m->pool);
+	if (!m->pool) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "reader pool");
+		goto fail;
+	}
+
+	snprintf(path, sizeof path, "%s/meta.lock", dir);
+	lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lockfd < 0) {
+		rc = cairn_errf(errno == ENOENT ? CAIRN_E_NOTFOUND : CAIRN_E_IO,
+				"open %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+		rc = cairn_errf(CAIRN_E_BUSY, "metadata in %s is open in another process", dir);
+		goto fail;
+	}
+
+	if ((err = mdb_env_create(&m->env))) {
+		rc = meta_lmdb_err(err, "mdb_env_create");
+		goto fail;
+	}
+	if ((err = mdb_env_set_maxdbs(m->env, MT_COUNT + 2)) ||
+	    (err = mdb_env_set_maxreaders(m->env, m->opts.max_readers)) ||
+	    (err = mdb_env_set_mapsize(m->env, (size_t)m->opts.map_size))) {
+		rc = meta_lmdb_err(err, "configure LMDB environment");
+		mdb_env_close(m->env);
+		m->env = NULL;
+		goto fail;
+	}
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (m->opts.writemap ? MDB_WRITEMAP : 0) |
+			 (m->opts.safe_relaxed ? MDB_NOMETASYNC : MDB_NOSYNC);
+	if ((err = mdb_env_open(m->env, dir, flags, 0644))) {
+		rc = meta_lmdb_err(err, dir);
+		mdb_env_close(m->env);
+		m->env = NULL;
+		goto fail;
+	}
+	MDB_envinfo info;
+	mdb_env_info(m->env, &info);
+	m->map_size = info.me_mapsize;
+	if ((rc = env_prealloc(m, m->map_size)))
+		goto fail;
+	if ((rc = env_setup(m)))
+		goto fail;
+
+	/* schema version */
+	meta_txn *t;
+	uint64_t fmt = 0;
+	if ((rc = meta_read_begin(m, &t)))
+		goto fail;
+	rc = mt_counter_get(t, MC_FORMAT, &fmt);
+	meta_read_end(t);
+	if (rc)
+		goto fail;
+	if (fmt && fmt != META_SCHEMA_VERSION) {
+		rc = cairn_errf(CAIRN_E_VERSION,
+				"metadata in %s has schema version %llu; this build reads version %d",
+				dir, (unsigned long long)fmt, META_SCHEMA_VERSION);
+		goto fail;
+	}
+	if ((rc = meta_txn_start_flusher(m)))
+		goto fail;
+	if (!fmt && !m->opts.replica) {
+		rc = meta_write(m, META_SYNCED, META_OP_FORMAT, format_fn, NULL, NULL);
+		if (rc) {
+			rc = cairn_err_wrap(rc, "format metadata in %s", dir);
+			goto fail;
+		}
+	}
+	if (!m->opts.replica && (rc = meta_orphan_cleanup(m)))
+		goto fail;
+	/* the lock stays held until meta_close */
+	m->lockfd = lockfd;
+	*out = m;
+	return 0;
+fail:
+	if (m->env)
+		meta_txn_stop_flusher(m);
+	if (m->env)
+		mdb_env_close(m->env);
+	if (lockfd >= 0)
+		close(lockfd);
+	free(m->pool);
+	free(m);
+	return rc;
+}
+
+int meta_close(cairn_meta *m)
+{
+	if (!m)
+		return 0;
+	meta_txn_stop_flusher(m);
+	int rc = m->flush_err;
+	if (!m->failed) {
+		int err = mdb_env_sync(m->env, 1);
+		if (err && !rc)
+			rc = meta_lmdb_err(err, "final metadata sync");
+	}
+	for (size_t i = 0; i < m->npool; i++) {
+		mdb_txn_abort(m->pool[i]->txn);
+		free(m->pool[i]);
+	}
+	free(m->pool);
+	mdb_env_close(m->env);
+	if (m->lockfd >= 0)
+		close(m->lockfd);
+	free(m->open_ino);
+	free(m->open_cnt);
+	pthread_rwlock_destroy(&m->map_lock);
+	pthread_mutex_destroy(&m->pool_lock);
+	pthread_mutex_destroy(&m->q_lock);
+	pthread_cond_destroy(&m->q_cond);
+	pthread_mutex_destroy(&m->sync_lock);
+	pthread_cond_destroy(&m->flush_cond);
+	pthread_mutex_destroy(&m->open_lock);
+	free(m);
+	return rc;
+}

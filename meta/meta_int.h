@@ -1,0 +1,288 @@
+/*
+ * meta_int.h - private structures of the metadata engine, shared by the
+ * meta_*.c modules (and by tests of internals).
+ *
+ * Module map:
+ *   meta_env.c     open/close, map growth, reader pool, fault hooks
+ *   meta_txn.c     group commit, the flusher, logged put/del
+ *   meta_rec.c     key and value encodings (docs/format.md)
+ *   meta_ns.c      namespace operations
+ *   meta_extent.c  extent maps
+ *   meta_chunk.c   chunk and segment tables
+ *   meta_wal.c     WAL read/apply/trim/consumers, digest
+ *   meta_snap.c    snapshots and clones
+ *   meta_fsck.c    consistency check
+ *
+ * Invariants shared by all modules:
+ *   1. Every change to a replicated table goes through mt_put/mt_del, which
+ *      append it to the transaction's WAL record; only the WAL table and the
+ *      local table are written directly.
+ *   2. A write callback checks every precondition before its first change,
+ *      so that a failing callback usually leaves the batch clean; if it did
+ *      change something, the batch is aborted and rerun without it.
+ *   3. Integers in keys are big-endian (so LMDB's byte order is numeric
+ *      order); integers in values are little-endian.
+ */
+#ifndef CAIRN_META_INT_H
+#define CAIRN_META_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cairn/meta.h"
+#include "cairn/runtime.h"
+
+/* Tables.  The ids are part of the WAL format: never renumber. */
+enum {
+	MT_INODE = 0,
+	MT_DIRENT = 1,
+	MT_DCOOKIE = 2,
+	MT_EXTENT = 3,
+	MT_EMAP = 4,
+	MT_CHUNK = 5,
+	MT_CHASH = 6,
+	MT_SEG = 7,
+	MT_XATTR = 8,
+	MT_SNAP = 9,
+	MT_ORPHAN = 10,
+	MT_COUNTER = 11,
+	MT_SEGCHUNK = 12,
+	MT_NREPL,         /* tables above are replicated through the WAL */
+	MT_WAL = MT_NREPL,
+	MT_LOCAL,
+	MT_COUNT
+};
+extern const char *const meta_table_names[MT_COUNT];
+
+/* Counter ids (MT_COUNTER keys, one byte). */
+enum {
+	MC_FORMAT = 0,   /* schema version */
+	MC_NEXT_INO = 1,
+	MC_NEXT_CHUNK = 2,
+	MC_NEXT_SEG = 3,
+	MC_NEXT_EMAP = 4,
+	MC_INODES = 5,
+	MC_FILE_BYTES = 6,
+	MC_STORED_BYTES = 7,
+	MC_SEGMENTS = 8,
+	MC_CHUNKS = 9,
+	MC_COUNT
+};
+
+#define META_SCHEMA_VERSION 1
+#define META_REC_V1 1
+
+/* WAL record entry kinds. */
+enum { MW_PUT = 1, MW_DEL = 2, MW_SNAPSHOT = 3, MW_CLONE = 4, MW_SNAPDEL = 5 };
+
+typedef struct mt_buf {
+	uint8_t *p;
+	size_t len, cap;
+} mt_buf;
+int mt_buf_add(mt_buf *b, const void *p, size_t n);
+
+/* Fault injection (tests): fail the nth event of a kind from now on. */
+enum { MF_COMMIT = 0, MF_SYNC = 1, MF_PUT = 2, MF_ALLOC = 3, MF_COUNT };
+
+typedef struct meta_wnode meta_wnode;
+
+struct cairn_meta {
+	MDB_env *env;
+	MDB_dbi dbi[MT_COUNT];
+	char dir[512];
+	int lockfd;
+	meta_opts opts;
+	uint64_t map_size;
+
+	/* Readers hold it shared, map growth exclusive (LMDB requires no
+	 * active transaction in the process while the map is resized). */
+	pthread_rwlock_t map_lock;
+
+	pthread_mutex_t pool_lock;
+	meta_txn **pool;
+	size_t npool, cappool;
+
+	/* group commit */
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	meta_wnode *q_head, *q_tail;
+	int leader;
+	uint64_t last_lsn;      /* of the last committed record */
+	uint64_t commit_seq;    /* LMDB commits so far */
+	int failed;             /* sticky: an fsync failed */
+	char failmsg[256];
+
+	pthread_mutex_t sync_lock;
+	uint64_t synced_seq;
+
+	/* flusher */
+	pthread_t flusher;
+	int flusher_on, stop;
+	pthread_cond_t flush_cond;
+	int flush_err;
+
+	/* open-file counts (ino -> count), tiny open-addressing table */
+	pthread_mutex_t open_lock;
+	uint64_t *open_ino;
+	uint32_t *open_cnt;
+	size_t open_cap, open_n;
+
+	/* WAL trimming */
+	uint64_t wal_first;     /* cached lowest retained LSN (0 unknown) */
+
+	/* fault injection */
+	int fault_at[MF_COUNT];  /* 0 off; n: the nth event fails */
+	int fault_errno[MF_COUNT];
+	int fault_count[MF_COUNT];
+};
+
+struct meta_txn {
+	cairn_meta *m;
+	MDB_txn *txn;
+	int write;
+	int suppress;      /* >0: changes are not logged (replayed logical op) */
+	int map_full;      /* an LMDB call hit MDB_MAP_FULL */
+	int lmdb_err;      /* some LMDB call failed: the txn is unusable */
+	int64_t now;       /* wall clock of this operation, ns */
+	uint64_t lsn_next; /* LSN this operation's record will get */
+	mt_buf rec;        /* the entries of the current operation */
+	uint32_t nent;
+};
+
+/* ---- meta_env.c ---- */
+int meta_lmdb_err(int err, const char *what);
+int meta_fault_hit(cairn_meta *m, int kind);
+/* Tests: make the nth event of kind fail with errno err (n = 0: off). */
+void meta_fault_set(cairn_meta *m, int kind, int n, int err);
+int meta_env_grow(cairn_meta *m);
+int64_t meta_now_ns(void);
+int meta_open_count(cairn_meta *m, uint64_t ino);
+
+/* ---- meta_txn.c ---- */
+int mt_get(meta_txn *t, int tbl, const void *k, size_t klen, MDB_val *v);
+int mt_put(meta_txn *t, int tbl, const void *k, size_t klen, const void *v,
+	   size_t vlen);
+int mt_put_append(meta_txn *t, int tbl, const void *k, size_t klen, const void *v,
+		  size_t vlen, int append);
+int mt_del(meta_txn *t, int tbl, const void *k, size_t klen);
+int mt_log_logical(meta_txn *t, int kind, const void *p, size_t n);
+int mt_counter_get(meta_txn *t, int id, uint64_t *v);
+int mt_counter_add(meta_txn *t, int id, int64_t delta);
+int mt_counter_next(meta_txn *t, int id, uint64_t *v);
+int mt_cursor(meta_txn *t, int tbl, MDB_cursor **c);
+int mt_need_write(meta_txn *t);
+int meta_txn_start_flusher(cairn_meta *m);
+void meta_txn_stop_flusher(cairn_meta *m);
+int meta_sync_upto(cairn_meta *m, uint64_t seq);
+
+/* ---- meta_wal.c ---- */
+#define MW_HDR 32
+/* Delete up to max WAL records below the trim horizon (inside the leader's
+ * write transaction; the WAL table is local, never logged). */
+int mw_trim_some(cairn_meta *m, MDB_txn *txn, uint64_t last, size_t max);
+/* Apply the entries of a record inside t (suppressed logging). */
+int mw_apply_body(meta_txn *t, const uint8_t *body, size_t len, uint32_t n);
+
+/* ---- meta_rec.c: encodings ---- */
+static inline void be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint64_t rbe64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+	return v;
+}
+static inline void le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint64_t rle64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+	return v;
+}
+static inline void le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint32_t rle32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static inline void le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline uint16_t rle16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* inode value */
+#define MI_FIXED 96
+typedef struct mi_inode {
+	meta_attr a;
+	uint64_t emap;         /* extent map id, 0 = none yet */
+	uint64_t next_cookie;  /* directories: cookie of the next entry */
+	uint64_t parent;       /* directories: the containing directory */
+	uint16_t tlen;         /* symlink target length */
+	char target[META_SYMLINK_MAX + 1];
+} mi_inode;
+int mi_inode_dec(uint64_t ino, const MDB_val *v, mi_inode *out);
+size_t mi_inode_enc(const mi_inode *in, uint8_t *buf); /* buf >= MI_FIXED+tlen */
+int mi_inode_get(meta_txn *t, uint64_t ino, mi_inode *out);
+int mi_inode_put(meta_txn *t, const mi_inode *old, const mi_inode *in);
+int mi_inode_del(meta_txn *t, const mi_inode *old);
+/* Write without touching the statfs counters (bulk copies add them up). */
+int mi_inode_put_raw(meta_txn *t, const mi_inode *in);
+
+/* dirent: key parent.be64 + name; value v1: ver, type, ino, cookie */
+#define MD_VLEN 18
+size_t md_key(uint8_t *k, uint64_t parent, const char *name, size_t nlen);
+int md_dec(const MDB_val *v, uint64_t *ino, uint32_t *type, uint64_t *cookie);
+void md_enc(uint8_t *v, uint64_t ino, uint32_t type, uint64_t cookie);
+
+/* dcookie: key parent.be64 + cookie.be64; value v1: ver, type, ino, name */
+#define MDC_FIXED 10
+
+/* extent: key emap.be64 + off.be64; value v1: ver, len, chunk, chunk_off */
+#define ME_VLEN 25
+int me_dec(const MDB_val *v, meta_extent *e);
+void me_enc(uint8_t *v, const meta_extent *e);
+
+/* emap value v1: ver, refs */
+#define MM_VLEN 9
+
+/* chunk value v1 */
+#define MCH_VLEN 72
+int mch_dec(uint64_t id, const MDB_val *v, meta_chunk *c);
+void mch_enc(uint8_t *v, const meta_chunk *c);
+int mch_get(meta_txn *t, uint64_t id, meta_chunk *c);
+int mch_put(meta_txn *t, const meta_chunk *c);
+
+/* segment value v1 */
+#define MS_FIXED 48
+int ms_dec(uint64_t id, const MDB_val *v, meta_seg *s);
+size_t ms_enc(const meta_seg *s, uint8_t *buf); /* buf >= MS_FIXED + 512 */
+int ms_get(meta_txn *t, uint64_t id, meta_seg *s);
+int ms_put(meta_txn *t, const meta_seg *s);
+
+int mr_version(const MDB_val *v, const char *what, uint64_t id);
+
+/* ---- shared helpers between modules ---- */
+int mx_chunk_ref(meta_txn *t, uint64_t chunk, int64_t delta);
+int mx_emap_release(meta_txn *t, uint64_t emap);
+int mx_emap_share(meta_txn *t, uint64_t emap);
+int mx_inode_free(meta_txn *t, mi_inode *in);
+int mx_truncate(meta_txn *t, mi_inode *in, uint64_t size);
+int mn_check_name(const char *name, size_t *nlen);
+int mn_dirent_put(meta_txn *t, uint64_t parent, const char *name, size_t nlen,
+		  uint64_t ino, uint32_t type, uint64_t cookie, int append);
+int mn_drop_link(meta_txn *t, mi_inode *in, int is_dir);
+int mn_dirent_add(meta_txn *t, mi_inode *dir, const char *name, size_t nlen,
+		  uint64_t ino, uint32_t type);
+int mx_xattr_drop_all(meta_txn *t, uint64_t ino);
+int ms_snap_replay(meta_txn *t, int kind, const uint8_t *p, size_t n);
+int meta_orphan_cleanup(cairn_meta *m);
+
+#endif

@@ -1,0 +1,538 @@
+/*
+ * meta_txn.c - write transactions with group commit, the WAL record of each
+ * operation, the background flusher, and the logged put/delete primitives.
+ *
+ * Group commit.  A caller of meta_write() queues a node (its callback) and
+ * waits.  When no leader is active, a waiting caller becomes the leader: it
+ * takes the whole queue, runs every callback in one LMDB write transaction
+ * (each callback's changes followed by its WAL record under the next LSN),
+ * commits once, marks the nodes done and gives up leadership.  Callers that
+ * asked for META_SYNCED share one sync: the leader, when its batch holds a
+ * synced caller, syncs before giving up leadership, so that callers arriving
+ * during the fdatasync queue up and share the next commit and sync; N
+ * synced callers cost about one LMDB commit and one fdatasync per batch.
+ * meta_sync_upto() syncs once for every commit made before it started.
+ *
+ *   node:  queued --(leader takes queue)--> running --commit--> done
+ *                                             |  ^
+ *                    map full / a callback    |  | rerun without the
+ *                    failed after changes ----+--+ failed callback
+ *
+ * Durability (docs/metadata.md): the environment runs with MDB_NOSYNC, so a
+ * commit lands in the page cache: safe against a process crash.  SYNCED
+ * callers return after an fdatasync covering their commit; RELAXED callers
+ * rely on the flusher, which syncs every opts.flush_interval_ms.
+ *
+ * Invariants:
+ *   1. At most one leader; the LMDB write transaction lives only inside
+ *      run_batch() on the leader's thread and never spans I/O other than
+ *      LMDB's own commit.
+ *   2. LSNs are dense and increase by one per committed non-empty record;
+ *      m->last_lsn and the local "last_lsn" key are updated in the same
+ *      commit as the records.
+ *   3. A callback's result is final only when it failed without changing
+ *      anything, or when the batch committed.
+ *   4. Waiters look only at their node's `done`, which the leader sets
+ *      under q_lock after it is finished with the whole batch: a node lives
+ *      on its caller's stack and disappears as soon as done is seen.
+ *   5. After an fsync failure (m->failed) no write is accepted: the page
+ *      cache may have dropped the data the fsync could not write.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "meta_int.h"
+
+struct meta_wnode {
+	meta_write_fn fn;
+	void *arg;
+	unsigned op;
+	int synced;
+	int rc;
+	int done;
+	int final;
+	uint64_t lsn;
+	uint64_t seq;
+	char msg[256];
+	meta_wnode *next;
+};
+
+int mt_buf_add(mt_buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t nc = b->cap ? b->cap : 256;
+		while (nc < b->len + n)
+			nc *= 2;
+		uint8_t *np = realloc(b->p, nc);
+		if (!np)
+			return cairn_errf(CAIRN_E_NOMEM, "WAL record of %zu bytes", nc);
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+int mt_need_write(meta_txn *t)
+{
+	if (!t->write)
+		return cairn_errf(CAIRN_E_INVAL, "change requested in a read-only transaction");
+	return 0;
+}
+
+static int mt_lmdb_fail(meta_txn *t, int err, const char *what, int tbl)
+{
+	t->lmdb_err = 1;
+	if (err == MDB_MAP_FULL)
+		t->map_full = 1;
+	char buf[64];
+	snprintf(buf, sizeof buf, "%s %s", what, meta_table_names[tbl]);
+	return meta_lmdb_err(err, buf);
+}
+
+int mt_get(meta_txn *t, int tbl, const void *k, size_t klen, MDB_val *v)
+{
+	MDB_val kv = { klen, (void *)k };
+	int err = mdb_get(t->txn, t->m->dbi[tbl], &kv, v);
+	if (err == MDB_NOTFOUND)
+		return CAIRN_E_NOTFOUND;  /* callers say what was missing */
+	if (err)
+		return mt_lmdb_fail(t, err, "get", tbl);
+	return 0;
+}
+
+static int mt_log(meta_txn *t, int kind, int tbl, const void *k, size_t klen,
+		  const void *v, size_t vlen)
+{
+	uint8_t h[8];
+	h[0] = (uint8_t)kind;
+	h[1] = (uint8_t)tbl;
+	le16(h + 2, (uint16_t)klen);
+	le32(h + 4, (uint32_t)vlen);
+	int rc = mt_buf_add(&t->rec, h, 8);
+	if (!rc && klen)
+		rc = mt_buf_add(&t->rec, k, klen);
+	if (!rc && vlen)
+		rc = mt_buf_add(&t->rec, v, vlen);
+	if (rc) {
+		t->lmdb_err = 1;  /* the record no longer matches the changes */
+		return rc;
+	}
+	t->nent++;
+	return 0;
+}
+
+int mt_put(meta_txn *t, int tbl, const void *k, size_t klen, const void *v,
+	   size_t vlen)
+{
+	return mt_put_append(t, tbl, k, klen, v, vlen, 0);
+}
+
+int mt_put_append(meta_txn *t, int tbl, const void *k, size_t klen, const void *v,
+		  size_t vlen, int append)
+{
+	int rc = mt_need_write(t);
+	if (rc)
+		return rc;
+	MDB_val kv = { klen, (void *)k }, vv = { vlen, (void *)v };
+	int err = MDB_KEYEXIST;
+	/* bulk copies insert ascending keys: appending skips the descent and
+	 * fills pages; out of order, LMDB says KEYEXIST and we put normally */
+	if (append)
+		err = mdb_put(t->txn, t->m->dbi[tbl], &kv, &vv, MDB_APPEND);
+	if (err == MDB_KEYEXIST)
+		err = mdb_put(t->txn, t->m->dbi[tbl], &kv, &vv, 0);
+	if (err)
+		return mt_lmdb_fail(t, err, "put", tbl);
+	if (t->suppress || tbl >= MT_NREPL)
+		return 0;
+	return mt_log(t, MW_PUT, tbl, k, klen, v, vlen);
+}
+
+int mt_del(meta_txn *t, int tbl, const void *k, size_t klen)
+{
+	int rc = mt_need_write(t);
+	if (rc)
+		return rc;
+	MDB_val kv = { klen, (void *)k };
+	int err = mdb_del(t->txn, t->m->dbi[tbl], &kv, NULL);
+	if (err == MDB_NOTFOUND)
+		return cairn_errf(CAIRN_E_NOTFOUND, "delete from %s: no such key",
+				  meta_table_names[tbl]);
+	if (err)
+		return mt_lmdb_fail(t, err, "delete", tbl);
+	if (t->suppress || tbl >= MT_NREPL)
+		return 0;
+	return mt_log(t, MW_DEL, tbl, k, klen, NULL, 0);
+}
+
+int mt_log_logical(meta_txn *t, int kind, const void *p, size_t n)
+{
+	if (t->suppress)
+		return 0;
+	return mt_log(t, kind, 0, NULL, 0, p, n);
+}
+
+int mt_cursor(meta_txn *t, int tbl, MDB_cursor **c)
+{
+	int err = mdb_cursor_open(t->txn, t->m->dbi[tbl], c);
+	if (err)
+		return mt_lmdb_fail(t, err, "cursor", tbl);
+	return 0;
+}
+
+int mt_counter_get(meta_txn *t, int id, uint64_t *v)
+{
+	uint8_t k = (uint8_t)id;
+	MDB_val val;
+	int rc = mt_get(t, MT_COUNTER, &k, 1, &val);
+	if (rc == CAIRN_E_NOTFOUND) {
+		*v = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (val.mv_size != 8)
+		return cairn_errf(CAIRN_E_CORRUPT, "counter %d: %zu bytes", id, val.mv_size);
+	*v = rle64(val.mv_data);
+	return 0;
+}
+
+int mt_counter_add(meta_txn *t, int id, int64_t delta)
+{
+	uint64_t v;
+	uint8_t k = (uint8_t)id, b[8];
+	int rc = mt_counter_get(t, id, &v);
+	if (rc)
+		return rc;
+	le64(b, v + (uint64_t)delta);
+	return mt_put(t, MT_COUNTER, &k, 1, b, 8);
+}
+
+int mt_counter_next(meta_txn *t, int id, uint64_t *v)
+{
+	int rc = mt_counter_get(t, id, v);
+	if (rc)
+		return rc;
+	if (*v == 0)
+		*v = 1;
+	uint8_t k = (uint8_t)id, b[8];
+	le64(b, *v + 1);
+	return mt_put(t, MT_COUNTER, &k, 1, b, 8);
+}
+
+/* ---- the leader ---- */
+
+static void node_fail(meta_wnode *n, int rc)
+{
+	n->rc = rc;
+	n->final = 1;
+	cairn_err_copy(n->msg, sizeof n->msg);
+}
+
+static void batch_fail(meta_wnode *b, int rc)
+{
+	char msg[256];
+	cairn_err_copy(msg, sizeof msg);
+	for (meta_wnode *n = b; n; n = n->next)
+		if (!n->final) {
+			n->rc = rc;
+			n->final = 1;
+			memcpy(n->msg, msg, sizeof msg);
+		}
+}
+
+/* Finish the record in t->rec (header in front of the entries) and store
+ * it under lsn. */
+static int wal_store(meta_txn *t, unsigned op, uint64_t lsn)
+{
+	uint8_t *h = t->rec.p;
+	memset(h, 0, MW_HDR);
+	h[0] = META_REC_V1;
+	h[1] = (uint8_t)op;
+	le32(h + 4, t->nent);
+	le64(h + 8, lsn);
+	le64(h + 16, (uint64_t)t->now);
+	le32(h + 24, (uint32_t)(t->rec.len - MW_HDR));
+	uint32_t crc = cairn_crc32c(0, h, 28);
+	crc = cairn_crc32c(crc, h + MW_HDR, t->rec.len - MW_HDR);
+	le32(h + 28, crc);
+	uint8_t k[8];
+	be64(k, lsn);
+	MDB_val kv = { 8, k }, vv = { t->rec.len, t->rec.p };
+	int err = mdb_put(t->txn, t->m->dbi[MT_WAL], &kv, &vv, MDB_APPEND);
+	if (err)
+		return mt_lmdb_fail(t, err, "append", MT_WAL);
+	return 0;
+}
+
+static void run_batch(cairn_meta *m, meta_wnode *batch)
+{
+	meta_txn t;
+	int rc, err;
+	memset(&t, 0, sizeof t);
+	t.m = m;
+	t.write = 1;
+	if (__atomic_load_n(&m->failed, __ATOMIC_ACQUIRE)) {
+		cairn_errf(CAIRN_E_IO, "metadata environment failed earlier (%s); reopen it",
+			   m->failmsg);
+		batch_fail(batch, CAIRN_E_IO);
+		return;
+	}
+restart:
+	err = mdb_txn_begin(m->env, NULL, 0, &t.txn);
+	if (err == MDB_MAP_RESIZED) {
+		/* another process grew the map: adopt its size */
+		err = mdb_env_set_mapsize(m->env, 0);
+		if (!err)
+			err = mdb_txn_begin(m->env, NULL, 0, &t.txn);
+	}
+	if (err) {
+		batch_fail(batch, meta_lmdb_err(err, "begin write transaction"));
+		goto out;
+	}
+	uint64_t lsn = m->last_lsn;
+	int64_t now = meta_now_ns();
+	for (meta_wnode *n = batch; n; n = n->next) {
+		if (n->final)
+			continue;
+		t.rec.len = 0;
+		t.nent = 0;
+		t.map_full = t.lmdb_err = 0;
+		t.suppress = 0;
+		t.now = now;
+		t.lsn_next = lsn + 1;
+		rc = mt_buf_add(&t.rec, (uint8_t[MW_HDR]){ 0 }, MW_HDR);
+		if (!rc)
+			rc = n->fn(&t, n->arg);
+		if (!rc && t.nent)
+			rc = wal_store(&t, n->op, lsn + 1);
+		if (t.map_full) {
+			mdb_txn_abort(t.txn);
+			rc = meta_env_grow(m);
+			if (rc) {
+				batch_fail(batch, rc);
+				goto out;
+			}
+			goto restart;
+		}
+		if (rc) {
+			node_fail(n, rc);
+			if (t.nent || t.lmdb_err) {
+				/* partial changes: drop the whole txn, rerun the rest */
+				mdb_txn_abort(t.txn);
+				goto restart;
+			}
+			continue;
+		}
+		n->rc = 0;
+		n->lsn = t.nent ? ++lsn : 0;
+	}
+	if (lsn != m->last_lsn) {
+		uint8_t b[8];
+		le64(b, lsn);
+		MDB_val kv = { 8, "last_lsn" }, vv = { 8, b };
+		err = mdb_put(t.txn, m->dbi[MT_LOCAL], &kv, &vv, 0);
+		if (!err)
+			rc = mw_trim_some(m, t.txn, lsn, 64);
+		else
+			rc = mt_lmdb_fail(&t, err, "put", MT_LOCAL);
+		if (rc && t.map_full) {
+			mdb_txn_abort(t.txn);
+			if ((rc = meta_env_grow(m))) {
+				batch_fail(batch, rc);
+				goto out;
+			}
+			goto restart;
+		}
+		if (rc) {
+			mdb_txn_abort(t.txn);
+			batch_fail(batch, rc);
+			goto out;
+		}
+	}
+	if ((err = meta_fault_hit(m, MF_COMMIT))) {
+		mdb_txn_abort(t.txn);
+		batch_fail(batch, cairn_errf(cairn_rc_from_errno(err),
+					     "commit metadata: %s (injected)", strerror(err)));
+		goto out;
+	}
+	err = mdb_txn_commit(t.txn);
+	if (err == MDB_MAP_FULL) {
+		if ((rc = meta_env_grow(m))) {
+			batch_fail(batch, rc);
+			goto out;
+		}
+		goto restart;
+	}
+	if (err) {
+		/* LMDB aborted the transaction: nothing of it is visible */
+		batch_fail(batch, meta_lmdb_err(err, "commit metadata"));
+		goto out;
+	}
+	__atomic_store_n(&m->last_lsn, lsn, __ATOMIC_RELAXED);
+	uint64_t seq = __atomic_add_fetch(&m->commit_seq, 1, __ATOMIC_SEQ_CST);
+	for (meta_wnode *n = batch; n; n = n->next)
+		if (!n->final) {
+			n->seq = seq;
+			n->final = 1;
+		}
+out:
+	free(t.rec.p);
+}
+
+int meta_sync_upto(cairn_meta *m, uint64_t seq)
+{
+	int rc = 0;
+	pthread_mutex_lock(&m->sync_lock);
+	if (m->failed) {
+		rc = cairn_errf(CAIRN_E_IO, "metadata sync failed earlier (%s); reopen", m->failmsg);
+		goto out;
+	}
+	if (m->synced_seq >= seq)
+		goto out;
+	/* everything committed before this point is covered by the sync */
+	uint64_t target = __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
+	int err = meta_fault_hit(m, MF_SYNC);
+	if (!err)
+		err = mdb_env_sync(m->env, 1);
+	if (err) {
+		rc = cairn_errf(CAIRN_E_IO, "fdatasync of metadata in %s: %s", m->dir,
+				err > 0 ? strerror(err) : mdb_strerror(err));
+		cairn_err_copy(m->failmsg, sizeof m->failmsg);
+		__atomic_store_n(&m->failed, 1, __ATOMIC_RELEASE);
+		CAIRN_ERROR("meta", "%s", cairn_errmsg());
+		goto out;
+	}
+	m->synced_seq = target;
+out:
+	pthread_mutex_unlock(&m->sync_lock);
+	return rc;
+}
+
+int meta_sync(cairn_meta *m)
+{
+	return meta_sync_upto(m, __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST));
+}
+
+int meta_write(cairn_meta *m, meta_durability d, unsigned op,
+	       meta_write_fn fn, void *arg, uint64_t *lsn_out)
+{
+	meta_wnode n;
+	memset(&n, 0, sizeof n);
+	n.fn = fn;
+	n.arg = arg;
+	n.op = op;
+	n.synced = d == META_SYNCED;
+	if (lsn_out)
+		*lsn_out = 0;
+	if (d != META_RELAXED && d != META_SYNCED)
+		return cairn_errf(CAIRN_E_INVAL, "durability %d is neither relaxed nor synced", (int)d);
+	pthread_mutex_lock(&m->q_lock);
+	if (m->q_tail)
+		m->q_tail->next = &n;
+	else
+		m->q_head = &n;
+	m->q_tail = &n;
+	while (!n.done) {
+		if (!m->leader) {
+			m->leader = 1;
+			meta_wnode *b = m->q_head;
+			m->q_head = m->q_tail = NULL;
+			pthread_mutex_unlock(&m->q_lock);
+			run_batch(m, b);
+			/* The leader syncs before it hands over: callers arriving
+			 * meanwhile queue up and share the next commit and sync,
+			 * which is what makes SYNCED cheap under concurrency.  A
+			 * failure is sticky and reported by each caller's own
+			 * meta_sync_upto below. */
+			uint64_t sseq = 0;
+			for (meta_wnode *x = b; x; x = x->next)
+				if (x->synced && !x->rc && x->seq > sseq)
+					sseq = x->seq;
+			if (sseq)
+				(void)meta_sync_upto(m, sseq);
+			pthread_mutex_lock(&m->q_lock);
+			/* Hand the results over under q_lock and touch no node
+			 * afterwards: a waiter that sees done returns, and its
+			 * node (on its stack) is gone. */
+			for (meta_wnode *x = b, *nx; x; x = nx) {
+				nx = x->next;
+				x->done = 1;
+			}
+			m->leader = 0;
+			pthread_cond_broadcast(&m->q_cond);
+		} else {
+			pthread_cond_wait(&m->q_cond, &m->q_lock);
+		}
+	}
+	pthread_mutex_unlock(&m->q_lock);
+	if (n.rc)
+		return cairn_err_set(n.rc, n.msg);
+	if (d == META_SYNCED && n.seq) {
+		int rc = meta_sync_upto(m, n.seq);
+		if (rc)
+			return rc;
+	}
+	if (lsn_out)
+		*lsn_out = n.lsn;
+	return 0;
+}
+
+/* ---- the flusher ---- */
+
+static void *flusher_main(void *arg)
+{
+	cairn_meta *m = arg;
+	pthread_mutex_lock(&m->q_lock);
+	while (!m->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)m->opts.flush_interval_ms * 1000000;
+		ts.tv_sec += (time_t)(ns / 1000000000);
+		ts.tv_nsec = (long)(ns % 1000000000);
+		pthread_cond_timedwait(&m->flush_cond, &m->q_lock, &ts);
+		if (m->stop)
+			break;
+		pthread_mutex_unlock(&m->q_lock);
+		uint64_t seq = __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
+		int rc = 0;
+		int failed = __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE);
+		if (!failed)
+			rc = meta_sync_upto(m, seq);  /* a no-op when already synced */
+		if (!rc && !failed)
+			rc = meta_wal_trim(m);
+		if (rc && !m->flush_err) {
+			m->flush_err = rc;
+			CAIRN_ERROR("meta", "background flush: %s", cairn_errmsg());
+		}
+		pthread_mutex_lock(&m->q_lock);
+	}
+	pthread_mutex_unlock(&m->q_lock);
+	return NULL;
+}
+
+int meta_txn_start_flusher(cairn_meta *m)
+{
+	if (!m->opts.flush_interval_ms)
+		return 0;
+	int err = pthread_create(&m->flusher, NULL, flusher_main, m);
+	if (err)
+		return cairn_errf(CAIRN_E_NOMEM, "start metadata flusher: %s", strerror(err));
+	m->flusher_on = 1;
+	return 0;
+}
+
+void meta_txn_stop_flusher(cairn_meta *m)
+{
+	if (!m->flusher_on)
+		return;
+	pthread_mutex_lock(&m->q_lock);
+	m->stop = 1;
+	pthread_cond_broadcast(&m->flush_cond);
+	pthread_mutex_unlock(&m->q_lock);
+	pthread_join(m->flusher, NULL);
+	m->flusher_on = 0;
+}
