@@ -330,6 +330,62 @@ def bench_uring(ctx):
     return rows
 
 
+@benchmark("smallfiles",
+           "16 KiB files through the volume API (create+write+close, "
+           "durability local; cold reads in write order and shuffled) vs one "
+           "object per file, both on file:// behind a 20 ms first-byte "
+           "latency wrapper",
+           targets=["bench_smallfiles"])
+def bench_smallfiles(ctx):
+    """The packed-segment claim of issue 5: one request per segment (or
+    read window) instead of one per file.  The baseline does what an
+    object-per-file system does at close: one synchronous PUT per file, and
+    one GET per file to read it back; it runs fewer files (its per-file
+    cost does not depend on the count)."""
+    files = 2000 if ctx.quick else 8000
+    base_files = 100 if ctx.quick else 200
+    size = 16 * 1024
+    lat = 20
+    tool = ctx.tool("bench_smallfiles")
+    ctx.params.update(files=files, baseline_files=base_files, size=size,
+                      latency_ms=lat, reps=ctx.reps)
+    samples = {}
+    for rep in range(ctx.reps):
+        for mode, n in (("cairn", files), ("baseline", base_files)):
+            d = os.path.join(ctx.bench_dir, "smallfiles-%s-%d" % (mode, rep))
+            shutil.rmtree(d, ignore_errors=True)
+            os.makedirs(d)
+            try:
+                out = ctx.run([tool, "--mode", mode, "--dir", d, "--files",
+                               str(n), "--size", str(size), "--latency-ms",
+                               str(lat), "--seed", str(rep + 1)])
+            finally:
+                if not ctx.args.keep:
+                    shutil.rmtree(d, ignore_errors=True)
+            r = json.loads(out)
+            ctx.raw.setdefault(mode, []).append(r)
+            for k in ("write_files_s", "read_ordered_files_s",
+                      "read_shuffled_files_s"):
+                samples.setdefault((mode, k), []).append(r[k])
+            ctx.log("rep %d %-8s write %8.1f  ordered %8.1f  shuffled %8.1f "
+                    "files/s" % (rep + 1, mode, r["write_files_s"],
+                                 r["read_ordered_files_s"],
+                                 r["read_shuffled_files_s"]))
+    rows = []
+    for key, case, target in (
+            ("write_files_s", "16 KiB create+write+close, durability local",
+             100.0),
+            ("read_ordered_files_s", "16 KiB cold reads, write order", 20.0),
+            ("read_shuffled_files_s", "16 KiB cold reads, shuffled", None)):
+        c = samples[("cairn", key)]
+        b = samples[("baseline", key)]
+        rows.append(Row("smallfiles", case, "files/s", ctx.median(c),
+                        "one object per file", ctx.median(b), target=target,
+                        samples=c, baseline_samples=b,
+                        note="" if target else "informational"))
+    return rows
+
+
 # ----------------------------------------------------------------------
 # output
 
@@ -337,6 +393,8 @@ def bench_uring(ctx):
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_s3  # noqa: E402
 import bench_meta  # noqa: E402
+import bench_large  # noqa: E402
+import bench_fuse  # noqa: E402
 
 
 @benchmark("s3", bench_s3.DESC, targets=["bench_s3"])
@@ -347,6 +405,16 @@ def _bench_s3(ctx):
 @benchmark("meta", bench_meta.DESC, targets=bench_meta.TARGETS)
 def _bench_meta(ctx):
     return bench_meta.run(ctx, Row, BenchError)
+
+
+@benchmark("large", bench_large.DESC, targets=bench_large.TARGETS)
+def _bench_large(ctx):
+    return bench_large.run(ctx, Row, BenchError)
+
+
+@benchmark("fuse", bench_fuse.DESC, targets=bench_fuse.TARGETS)
+def _bench_fuse(ctx):
+    return bench_fuse.run(ctx, Row, BenchError)
 
 
 def fmt(v, nd=1):

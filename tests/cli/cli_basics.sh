@@ -43,5 +43,18 @@ t extra-arg 2 "$cairn" version extra;       has extra-arg "unexpected argument '
 t bad-engine 1 env CAIRN_IO_ENGINE=warp "$cairn" version; has bad-engine "warp"
 t bad-logfile 2 "$cairn" --log-file /nonexistent/dir/log version; has bad-logfile "/nonexistent/dir/log"; lines bad-logfile 1
 
-[ $fail = 0 ] && echo "cli_basics: 15 cases passed"
+# format: creates parents, refuses a second format, validates flags.
+tmp=$(mktemp -d)
+t format 0 "$cairn" --volume "$tmp/a/b/vol" format; has format "formatted volume $tmp/a/b/vol"
+[ -f "$tmp/a/b/vol/volume.conf" ] || { echo "FAIL format: no volume.conf"; fail=1; }
+t format-again 1 "$cairn" --volume "$tmp/a/b/vol" format; has format-again "already holds a cairn volume"; lines format-again 1
+t format-env 0 env CAIRN_VOLUME="$tmp/envvol" "$cairn" --json format; has format-env "\"volume\":\"$tmp/envvol\""
+t format-compress 2 "$cairn" --volume "$tmp/c" format --compress lz4; has format-compress "--compress takes zstd or none, not 'lz4'"; lines format-compress 1
+t format-size 2 "$cairn" --volume "$tmp/c" format --segment-size 12Q; has format-size "--segment-size takes 1M..4G"
+t format-level 2 "$cairn" --volume "$tmp/c" format --zstd-level 0; has format-level "--zstd-level takes 1..19"
+t format-store 1 "$cairn" --volume "$tmp/d" format --store ftp://x/y; has format-store "ftp://x/y"; lines format-store 1
+[ -e "$tmp/c" ] && { echo "FAIL format: a refused format left $tmp/c behind"; fail=1; }
+rm -rf "$tmp"
+
+[ $fail = 0 ] && echo "cli_basics: all cases passed"
 exit $fail

@@ -269,6 +269,68 @@ int seg_writer_recover(cairn_uring *u, const char *path, const seg_id *id,
 		       uint64_t hwm, const seg_writer_opts *opts,
 		       seg_writer **out);
 
+/* ---- the stream writer (segments/seg_stream.c) ---- */
+
+/*
+ * One large file's bytes, fed in any pieces, cut into content-defined
+ * chunks (FastCDC) and appended as raw frames to a stream segment through
+ * a seg_writer; the SHA-256 of each chunk is computed as it streams.
+ * Memory: two chunk buffers of max_chunk bytes plus the untaken chunk
+ * list.  A writer thread per stream hashes and appends a cut chunk while
+ * the caller chunks the next one.  Boundaries depend only on the content
+ * (never on the write sizes).  One caller at a time.
+ */
+#define SEG_STREAM_AVG_CHUNK (4u << 20)
+
+typedef struct seg_stream_opts {
+	uint32_t min_chunk;  /* 0: avg / 4 */
+	uint32_t avg_chunk;  /* power of two is best; 0: 4 MiB */
+	uint32_t max_chunk;  /* 0: avg * 4 (at most SEG_FRAME_MAX_RAW) */
+} seg_stream_opts;
+
+typedef struct seg_stream_chunk {
+	seg_frame fr;        /* where its raw frame lies in the segment */
+	uint64_t pos;        /* offset of its first byte in the stream */
+	uint8_t hash[32];    /* sha256 of its bytes */
+} seg_stream_chunk;
+
+typedef struct seg_stream seg_stream;
+
+/* Fill the zero fields of o with defaults and check them.
+ * Errors: CAIRN_E_INVAL naming the bad sizes. */
+int seg_stream_opts_check(seg_stream_opts *o);
+/* The length of the first content-defined chunk of buf (len if no
+ * boundary is found before len and len < max_chunk): tests and tools. */
+size_t seg_cdc_next(const seg_stream_opts *o, const void *buf, size_t len);
+/* Create the stream segment file at path (id->kind must be STREAM).
+ * Errors: as seg_writer_create, CAIRN_E_INVAL (opts). */
+int seg_stream_create(cairn_uring *u, const char *path, const seg_id *id,
+		      const seg_stream_opts *opts, seg_stream **out);
+/* Feed len bytes; every completed chunk is appended as a frame.
+ * Errors: as seg_writer_append, CAIRN_E_INTERNAL (sha256). */
+int seg_stream_write(seg_stream *s, const void *buf, size_t len);
+/* End the current chunk here (fsync, end of file); no-op when empty. */
+int seg_stream_cut(seg_stream *s);
+/* Wait until every chunk handed to the writer thread is in the file and
+ * the ready list.  Errors: the writer thread's (sticky). */
+int seg_stream_drain(seg_stream *s);
+/* Chunks appended and not yet taken, oldest first (drain first to include
+ * every cut chunk). */
+size_t seg_stream_ready(seg_stream *s);
+/* Copy ready chunk i.  Errors: CAIRN_E_RANGE. */
+int seg_stream_chunk_get(seg_stream *s, size_t i, seg_stream_chunk *out);
+/* Forget the first n ready chunks (the caller recorded them). */
+void seg_stream_take(seg_stream *s, size_t n);
+/* Stream bytes fed so far. */
+uint64_t seg_stream_pos(const seg_stream *s);
+/* The bytes after the last cut (stream offsets pos - *len .. pos); with
+ * the ready chunks after seg_stream_drain, every byte fed. */
+const uint8_t *seg_stream_pending(const seg_stream *s, size_t *len);
+/* The underlying writer: sync, size, seal (after a final cut). */
+seg_writer *seg_stream_writer(seg_stream *s);
+/* Close the file and free (the file stays). NULL is a no-op. */
+void seg_stream_close(seg_stream *s);
+
 /* ---- reading from an object store ---- */
 
 /* An open segment object: its footer and index, read with ranged GETs

@@ -1,0 +1,258 @@
+/*
+ * cairn/volume.h - the volume API (library cairn_volume): one namespace whose
+ * metadata lives in LMDB (meta/) and whose file data lives in packed
+ * segments (segments/) in an object store.  The FUSE adapter and the CLI use
+ * this header only; they never see LMDB or segment internals.
+ *
+ * Handles (opaque):
+ *   cairn_volume  an open volume.  One owner process at a time (a lock file
+ *                 in the volume directory names the owner's pid).
+ *   cairn_file    an open regular file.  Every handle of one inode shares
+ *                 one write buffer, so two handles see each other's writes.
+ *
+ * Guarantees (docs/volume.md explains the protocol behind each):
+ *   1. A read returns the bytes of the latest completed writes (holes and
+ *      bytes past a truncation read as zeros), or an error; every byte that
+ *      came from disk or the store was verified against the crc32c written
+ *      with it.  A mismatch is CAIRN_E_CORRUPT (EIO) with a log line naming
+ *      the segment, never wrong bytes.
+ *   2. volume_file_fsync() returns after the file's data and metadata are on
+ *      local stable storage (durability local) or after the data is in the
+ *      object store (durability remote).  Data closed but not fsynced
+ *      reaches the metadata within commit_interval_ms; a crash may lose it,
+ *      never half of one write call, and never corrupts the volume.
+ *   3. Bytes written but not yet uploaded are capped (upload_cap): past the
+ *      cap writers wait, and fail with CAIRN_E_NOSPC naming the store's
+ *      last error when the store stays failing past upload_wait_ms.
+ *   4. Every function is thread-safe.
+ *
+ * Errors are cairn_rc codes (cairn/err.h) with a context message
+ * (cairn_errmsg()); cairn_rc_to_errno() gives the errno for FUSE.
+ */
+#ifndef CAIRN_VOLUME_H
+#define CAIRN_VOLUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cairn_volume cairn_volume;
+typedef struct cairn_file cairn_file;
+
+#define CAIRN_ROOT_INO 1ULL
+#define CAIRN_VOLUME_CONF_VERSION 1
+
+enum cairn_durability {
+	CAIRN_DUR_LOCAL = 0,   /* fsync: data + metadata fsynced locally */
+	CAIRN_DUR_REMOTE = 1,  /* fsync: data in the object store */
+};
+
+/* Options of volume_format.  Zeroed fields take the defaults. */
+typedef struct cairn_format_opts {
+	const char *store_url;  /* default "file://<dir>/store" */
+	int zstd_level;         /* 0: 3; < 0: never compress */
+	uint64_t segment_size;  /* seal packed segments at this size; 64 MiB */
+} cairn_format_opts;
+
+/* Options of volume_open.  Zeroed fields take the defaults. */
+typedef struct cairn_volume_opts {
+	cairn_objstore *store;  /* use this store (caller keeps ownership)
+				   instead of the configured URL: tests and
+				   benchmarks pass wrapped stores */
+	cairn_uring *uring;     /* use this engine (caller owns it); NULL: the
+				   volume opens one */
+	int durability;         /* CAIRN_DUR_*; default local */
+	uint64_t segment_size;  /* default: the configured one */
+	unsigned seal_age_ms;   /* seal a non-empty staging segment this old;
+				   default 3000 */
+	unsigned commit_interval_ms; /* commit closed files' data; default 1000 */
+	uint64_t upload_cap;    /* bytes not yet uploaded; default 1 GiB (at
+				   least 2 segments) */
+	unsigned upload_wait_ms; /* writers wait this long at the cap; 30000 */
+	uint64_t cache_size;    /* local cache of segment windows; 1 GiB */
+	uint64_t local_keep;    /* uploaded segments' local copies kept; 1 GiB */
+	uint64_t read_window;   /* bytes fetched around a missed chunk; 4 MiB */
+	uint64_t inode_dirty_max; /* stage an open file's buffer past this; 8 MiB */
+	uint64_t pending_max;   /* staged but uncommitted bytes; 32 MiB */
+	int no_upload;          /* tests: never start uploads */
+	/* Large files (docs/large-files.md).  A new file written sequentially
+	 * from offset 0 goes to its own stream segment (spooled locally,
+	 * uploaded by a parallel multipart upload while it is written) once
+	 * it passes stream_threshold bytes. */
+	uint64_t stream_threshold; /* default 16 MiB; UINT64_MAX: never */
+	uint64_t stream_part_size; /* multipart part size; 16 MiB (at least
+				      the store's minimum part size) */
+	unsigned stream_inflight;  /* parts in flight per file; 8 */
+	uint32_t stream_chunk_avg; /* content-defined chunks: average size,
+				      a power of two; 4 MiB (min avg/4, max
+				      avg*4) */
+	uint64_t stream_commit_bytes; /* commit a stream's chunks every this
+				      many bytes; 256 MiB */
+	unsigned stream_readahead; /* chunks fetched ahead by sequential
+				      reads of an uploaded stream; 8 */
+} cairn_volume_opts;
+
+/* File attributes (a copy of the metadata's inode record). */
+typedef struct cairn_attr {
+	uint64_t ino;
+	uint32_t mode;
+	uint32_t uid, gid;
+	uint32_t nlink;
+	uint32_t flags;
+	uint64_t size;
+	uint64_t rdev;
+	int64_t atime_ns, mtime_ns, ctime_ns, btime_ns;
+} cairn_attr;
+
+#define CAIRN_SET_MODE  0x01u
+#define CAIRN_SET_UID   0x02u
+#define CAIRN_SET_GID   0x04u
+#define CAIRN_SET_SIZE  0x08u
+#define CAIRN_SET_ATIME 0x10u
+#define CAIRN_SET_MTIME 0x20u
+#define CAIRN_SET_CTIME 0x40u
+
+typedef struct cairn_sattr {
+	unsigned mask;   /* CAIRN_SET_* */
+	uint32_t mode;
+	uint32_t uid, gid;
+	uint64_t size;
+	int64_t atime_ns, mtime_ns, ctime_ns;
+} cairn_sattr;
+
+typedef struct cairn_statfs {
+	uint64_t inodes, file_bytes, stored_bytes, segments, chunks;
+} cairn_statfs;
+
+/* Counters for tests, benchmarks and `cairn stats`. */
+typedef struct cairn_volume_stats {
+	uint64_t epoch;
+	uint64_t segments_sealed, segments_uploaded, upload_failures;
+	uint64_t commits, chunks_staged;
+	uint64_t unuploaded_bytes;
+	uint64_t upload_queue;     /* sealed segments waiting for (or in) upload */
+	uint64_t reads_local, reads_store;  /* chunks read from local files /
+					       through the cache or store */
+	uint64_t streams;          /* stream segments started */
+	uint64_t stream_parts;     /* multipart parts uploaded */
+	uint64_t stream_part_retries;
+	uint64_t reads_parallel;   /* chunks fetched by parallel ranged GETs */
+} cairn_volume_stats;
+
+/* ---- volume ---- */
+
+/* Create a volume in dir (created if missing; must not hold a volume):
+ * config file, metadata environment, staging and cache directories, and,
+ * for the default store, the store directory.  opts may be NULL.
+ * Errors: CAIRN_E_EXISTS (already formatted), CAIRN_E_INVAL, CAIRN_E_IO. */
+int volume_format(const char *dir, const cairn_format_opts *opts);
+
+/* Open the volume in dir: take the owner lock, bump the writer epoch,
+ * open metadata and store, recover (upload pending sealed segments, cut
+ * the open staging segment to its committed high-water mark).  opts may
+ * be NULL.  Errors: CAIRN_E_NOTFOUND (no volume in dir), CAIRN_E_VERSION
+ * (config of an unknown version), CAIRN_E_CORRUPT (bad config),
+ * CAIRN_E_BUSY (another process owns it; the message names its pid), and
+ * the errors of the metadata engine and the store. */
+int volume_open(const char *dir, const cairn_volume_opts *opts,
+		cairn_volume **out);
+
+/* Commit everything, seal the staging segment, try one round of uploads
+ * (what fails is uploaded at the next open), and free.  Close every file
+ * handle first: handles left open are invalid afterwards (their buffered
+ * data is committed).  Returns the first error met (vol is freed anyway). */
+int volume_close(cairn_volume *vol);
+
+/* Commit every file's buffered data (stage + one synced commit); with
+ * durability remote also seal and wait for the uploads. */
+int volume_sync(cairn_volume *vol);
+
+/* Forget local copies of uploaded segments and the window cache, so the
+ * next reads go to the store (tests, benchmarks of cold reads). */
+int volume_drop_cache(cairn_volume *vol);
+
+void volume_stats(cairn_volume *vol, cairn_volume_stats *out);
+/* The volume's UUID as 36 characters + NUL. */
+void volume_uuid(const cairn_volume *vol, char out[37]);
+
+/* ---- namespace (errors as cairn/meta.h lists them) ---- */
+
+int volume_lookup(cairn_volume *vol, uint64_t parent, const char *name,
+		  cairn_attr *out);
+/* The size (and mtime) include data still buffered in memory. */
+int volume_getattr(cairn_volume *vol, uint64_t ino, cairn_attr *out);
+/* CAIRN_SET_SIZE truncates or extends, buffered data included. */
+int volume_setattr(cairn_volume *vol, uint64_t ino, const cairn_sattr *sa,
+		   cairn_attr *out);
+int volume_mknod(cairn_volume *vol, uint64_t parent, const char *name,
+		 uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid,
+		 cairn_attr *out);
+int volume_create(cairn_volume *vol, uint64_t parent, const char *name,
+		  uint32_t mode, uint32_t uid, uint32_t gid, cairn_attr *out);
+int volume_mkdir(cairn_volume *vol, uint64_t parent, const char *name,
+		 uint32_t mode, uint32_t uid, uint32_t gid, cairn_attr *out);
+int volume_symlink(cairn_volume *vol, uint64_t parent, const char *name,
+		   const char *target, uint32_t uid, uint32_t gid,
+		   cairn_attr *out);
+int volume_readlink(cairn_volume *vol, uint64_t ino, char *buf, size_t size,
+		    size_t *len);
+int volume_unlink(cairn_volume *vol, uint64_t parent, const char *name);
+int volume_rmdir(cairn_volume *vol, uint64_t parent, const char *name);
+int volume_link(cairn_volume *vol, uint64_t ino, uint64_t newparent,
+		const char *newname, cairn_attr *out);
+#define CAIRN_RENAME_NOREPLACE 0x1u
+#define CAIRN_RENAME_EXCHANGE  0x2u
+int volume_rename(cairn_volume *vol, uint64_t sparent, const char *sname,
+		  uint64_t dparent, const char *dname, unsigned flags);
+/* Entries after cookie (0: from the start) in cookie order; cb returns
+ * nonzero to stop. "." and ".." are not listed. */
+typedef int (*cairn_dirent_fn)(const char *name, size_t namelen, uint64_t ino,
+			       uint32_t type, uint64_t cookie, void *arg);
+int volume_readdir(cairn_volume *vol, uint64_t dir, uint64_t cookie,
+		   cairn_dirent_fn cb, void *arg);
+#define CAIRN_XATTR_CREATE  0x1u
+#define CAIRN_XATTR_REPLACE 0x2u
+int volume_xattr_set(cairn_volume *vol, uint64_t ino, const char *name,
+		     const void *val, size_t len, unsigned flags);
+int volume_xattr_get(cairn_volume *vol, uint64_t ino, const char *name,
+		     void *buf, size_t size, size_t *len);
+int volume_xattr_list(cairn_volume *vol, uint64_t ino, char *buf, size_t size,
+		      size_t *len);
+int volume_xattr_remove(cairn_volume *vol, uint64_t ino, const char *name);
+int volume_statfs(cairn_volume *vol, cairn_statfs *out);
+
+/* ---- files ---- */
+
+/* Open regular file ino.  Errors: CAIRN_E_NOTFOUND, CAIRN_E_ISDIR,
+ * CAIRN_E_INVAL (not a regular file). */
+int volume_file_open(cairn_volume *vol, uint64_t ino, cairn_file **out);
+
+/* Read up to len bytes at off; *got < len only at end of file.
+ * Errors: CAIRN_E_CORRUPT (checksum mismatch), CAIRN_E_IO, store errors. */
+int volume_file_read(cairn_file *f, void *buf, size_t len, uint64_t off,
+		     size_t *got);
+/* Write len bytes at off (holes before off read as zeros).
+ * Errors: CAIRN_E_FBIG, CAIRN_E_NOSPC (upload cap, store down),
+ * CAIRN_E_IO (the volume failed earlier: reopen it). */
+int volume_file_write(cairn_file *f, const void *buf, size_t len, uint64_t off);
+/* Write at the end of the file; *off (may be NULL) gets where. */
+int volume_file_append(cairn_file *f, const void *buf, size_t len,
+		       uint64_t *off);
+int volume_file_truncate(cairn_file *f, uint64_t size);
+/* See guarantee 2. */
+int volume_file_fsync(cairn_file *f);
+uint64_t volume_file_ino(const cairn_file *f);
+/* Stage the buffered data (committed within commit_interval_ms) and free
+ * the handle.  Returns staging errors (the handle is freed anyway).
+ * NULL is a no-op. */
+int volume_file_close(cairn_file *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,225 @@
+/*
+ * vol_int.h - private structures of the volume layer (core/volume/).
+ *
+ *   vol_open.c   volume directory, config, owner lock, open/close, recovery
+ *   vol_ns.c     namespace passthrough to meta/
+ *   vol_file.c   per-inode write buffers, file read/write/truncate/fsync
+ *   vol_stage.c  staging segment, commit, seal, uploader, chunk reads
+ *   vol_stream.c large files: stream segments, multipart uploads from the
+ *                spool, parallel reads and readahead (docs/large-files.md)
+ *
+ * Lock order (never taken in the other direction):
+ *   vinode.lk  ->  vol.st_mu  ->  vol.up_mu
+ *   vol.it_mu is taken alone (to pin or unpin a vinode), or before a
+ *   vinode lock only by the background pruner, which holds nothing else.
+ *   vol.rd_mu (segment readers) is a leaf.
+ *   A stream (vinode.st) is used under vinode.lk (written under the write
+ *   lock); its readahead's vra.mu is a leaf taken under vinode.lk (read).
+ */
+#ifndef CAIRN_VOL_INT_H
+#define CAIRN_VOL_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "cairn/meta.h"
+#include "cairn/segment.h"
+#include "cairn/volume.h"
+
+#define VOL_MOD "volume"
+#define VOL_CHUNK_MAX (4u << 20)   /* largest chunk staged */
+
+/* One in-memory range of an inode's data, oldest first in the list.
+ * gen 0: dirty (only in memory); gen > 0: appended to a staging segment in
+ * commit generation gen, kept until vol.committed_gen >= gen. */
+typedef struct vbuf {
+	struct vbuf *next;
+	uint64_t off, len;
+	uint64_t cap;           /* bytes allocated at data (>= len) */
+	uint64_t gen;
+	uint8_t *data;
+} vbuf;
+
+typedef struct vinode {
+	struct vinode *hnext;
+	uint64_t ino;
+	unsigned pins;          /* handles and transient users (under it_mu) */
+	pthread_rwlock_t lk;
+	vbuf *head, *tail;      /* under lk */
+	uint64_t dirty_bytes;   /* bytes in gen-0 vbufs */
+	uint64_t size;          /* the file size, buffered data included */
+	int64_t mtime_ns;       /* last write, 0 if none buffered */
+	struct vstream *st;     /* large file being streamed (vol_stream.c) */
+	struct vra *ra;         /* readahead of uploaded stream chunks
+				   (vol_stream.c); set once under rd_mu */
+} vinode;
+
+struct cairn_file {
+	cairn_volume *vol;
+	vinode *vi;
+};
+
+/* A chunk appended to the staging segment, not yet committed. */
+typedef struct vpend {
+	uint64_t ino, off, len;
+	seg_frame fr;
+	uint64_t chunk_id;      /* out of the commit */
+} vpend;
+
+/* A segment waiting for (or kept after) its upload. */
+typedef struct vseg {
+	uint64_t id;
+	uint64_t size;
+	char key[SEG_KEY_MAX];
+	uint64_t acct;          /* bytes it counts in q_bytes */
+	int stream;             /* a stream segment: multipart upload */
+	struct vmpu *job;       /* its upload begun while it was written */
+} vseg;
+
+typedef struct vreader {
+	uint64_t seg;
+	seg_reader *r;
+	unsigned refs;
+	uint64_t used;
+} vreader;
+
+#define VOL_READERS 32
+
+struct cairn_volume {
+	char *dir;
+	uint8_t uuid[16];
+	uint64_t epoch;
+	char store_url[1024];
+	int zstd_level;
+	cairn_volume_opts o;
+	int lock_fd;
+
+	cairn_meta *meta;
+	cairn_uring *u;
+	int own_u;
+	cairn_objstore *os;
+	int own_os;
+	seg_cache *cache;
+
+	/* inode table */
+	pthread_mutex_t it_mu;
+	vinode **itab;
+	size_t ibuckets;
+	size_t nfiles;          /* open handles */
+
+	/* staging (st_mu) */
+	pthread_mutex_t st_mu;
+	seg_writer *w;
+	uint64_t w_seg;
+	char w_key[SEG_KEY_MAX];
+	vpend *pend;
+	size_t npend, cpend;
+	uint64_t pend_bytes;
+	uint64_t gen;           /* generation being staged */
+	uint64_t committed_gen; /* atomic: every gen <= this is committed */
+	int broken;             /* sticky error code (st_mu) */
+	char broken_msg[256];
+	uint64_t *prune, nprune, cprune; /* inodes to prune after commits */
+
+	/* uploads (up_mu) */
+	pthread_mutex_t up_mu;
+	pthread_cond_t up_cv;   /* wakes the background threads */
+	pthread_cond_t done_cv; /* an upload finished or failed */
+	vseg *q;                /* sealed segments to upload, in order */
+	size_t nq, cq;
+	uint64_t q_bytes;
+	uint64_t cur_size;      /* atomic: size of the staging segment */
+	uint64_t sp_bytes;      /* atomic: spooled stream bytes not uploaded
+				   of streams still being written */
+	vseg *kept;             /* uploaded segments with a local copy */
+	size_t nkept, ckept;
+	uint64_t kept_bytes;
+	int64_t fail_since_ms;  /* 0 while the store works */
+	char last_err[512];
+	int stop, draining;
+	int seal_req;
+	pthread_t up_thr, bg_thr;
+	int threads;
+
+	/* segment readers (rd_mu) */
+	pthread_mutex_t rd_mu;
+	vreader rd[VOL_READERS];
+	uint64_t rd_clock;
+
+	/* stats (atomics) */
+	cairn_volume_stats st;
+};
+
+/* vol_open.c */
+int64_t vol_now_ms(void);
+void vol_seg_path(const cairn_volume *vol, uint64_t seg, char *buf, size_t size);
+
+/* vol_file.c */
+vinode *vol_vinode_find(cairn_volume *vol, uint64_t ino);  /* pinned or NULL */
+int vol_vinode_get(cairn_volume *vol, uint64_t ino, uint64_t size, vinode **out);
+void vol_vinode_unpin(cairn_volume *vol, vinode *vi);
+/* With vi->lk held for writing. */
+int vol_inode_stage(cairn_volume *vol, vinode *vi);
+void vol_inode_prune(cairn_volume *vol, vinode *vi);
+int vol_sync_all(cairn_volume *vol, int remote);
+void vol_prune_queued(cairn_volume *vol);
+
+/* vol_stage.c */
+int vol_stage_append(cairn_volume *vol, uint64_t ino, uint64_t off,
+		     const uint8_t *data, uint64_t len, uint64_t *gen);
+int vol_commit(cairn_volume *vol, int synced);
+int vol_commit_locked(cairn_volume *vol, int synced);
+int vol_seal(cairn_volume *vol);
+int vol_seal_locked(cairn_volume *vol);
+int vol_cap_wait(cairn_volume *vol);
+int vol_wait_uploaded(cairn_volume *vol, uint64_t seg);
+int vol_chunk_read(cairn_volume *vol, const meta_chunk *c, const meta_seg *s,
+		   uint8_t *dst);
+int vol_threads_start(cairn_volume *vol);
+void vol_threads_stop(cairn_volume *vol);
+int vol_recover(cairn_volume *vol);
+void vol_readers_close(cairn_volume *vol);
+int vol_upload_enqueue(cairn_volume *vol, uint64_t id, uint64_t size, const char *key);
+int vol_upload_enqueue_stream(cairn_volume *vol, uint64_t id, uint64_t size,
+			      const char *key, uint64_t acct, struct vmpu *job);
+int vol_seg_set_state(cairn_volume *vol, uint64_t id, uint32_t state,
+		      uint64_t size, const char *key, meta_durability d);
+
+/* vol_stream.c: large files (docs/large-files.md).  With vi->lk held for
+ * writing: */
+/* Take the write if it belongs to the inode's stream, or start a stream
+ * when the inode's buffer qualifies; *taken tells whether it was handled. */
+int vol_stream_write(cairn_volume *vol, vinode *vi, const uint8_t *buf,
+		     uint64_t len, uint64_t off, int *taken);
+/* After buffering: start a stream if the inode qualifies. */
+int vol_stream_maybe_start(cairn_volume *vol, vinode *vi);
+/* Whether the dirty buffer should wait for the stream threshold instead of
+ * being staged at inode_dirty_max. */
+int vol_stream_candidate(const cairn_volume *vol, const vinode *vi);
+/* End the stream: last chunk, commit, seal, hand the upload over. */
+int vol_stream_end(cairn_volume *vol, vinode *vi);
+/* Lay the stream's uncommitted bytes over buf (= file bytes [off, off+n));
+ * vi->lk held at least for reading. */
+int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf,
+		       uint64_t off, uint64_t n);
+/* Free a stream left after a failure (volume close). */
+void vol_stream_free(cairn_volume *vol, vinode *vi);
+/* After a read of [off, off+n): detect sequential access and fetch the
+ * next chunks of uploaded streams ahead (vi->lk held for reading). */
+void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n);
+/* Free the inode's readahead (the vinode is being freed). */
+void vol_ra_free(vinode *vi);
+/* Uploader: finish (or do from scratch) the multipart upload of s. */
+int vol_stream_upload(cairn_volume *vol, vseg *s);
+void vol_mpu_free(struct vmpu *m);
+/* Recovery: abort a recorded multipart upload (best effort). */
+void vol_mpu_abort_recorded(cairn_volume *vol, const meta_seg *s);
+/* Reads: fetch the chunks of uploaded stream segments among ex[0..n) in
+ * parallel into buf (file bytes [off, ...)); sets done[i] for each
+ * extent handled.  vi may be NULL (no readahead). */
+int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
+			   const meta_chunk *ch, const meta_seg *sg, size_t n,
+			   uint8_t *buf, uint64_t off, uint64_t end, uint8_t *done);
+void vol_kept_add(cairn_volume *vol, uint64_t id, uint64_t size, const char *key);
+
+#endif

@@ -1,0 +1,635 @@
+/*
+ * vol_open.c - the volume directory: format, the config file, the owner
+ * lock, open and close.
+ *
+ * Layout of a volume directory (docs/volume.md):
+ *
+ *   <dir>/volume.conf   versioned text config: UUID, store URL, compression,
+ *                       segment size, writer epoch
+ *   <dir>/lock          flock'd by the owner process; holds its pid
+ *   <dir>/meta/         the LMDB environment (meta/)
+ *   <dir>/staging/      staging and sealed segments, <16 hex id>.seg; an
+ *                       uploaded segment's file stays as a local copy
+ *   <dir>/cache/        seg_cache: windows of segments fetched from the store
+ *   <dir>/store/        the default file:// object store
+ *
+ * Guarantees:
+ *   1. At most one process has a volume open: the lock file is flock'd
+ *      before anything else is touched; a second opener gets CAIRN_E_BUSY
+ *      naming the pid written in it.
+ *   2. Every open writes epoch+1 to volume.conf durably (temp file, fsync,
+ *      rename, fsync of the directory) before any segment is created, so
+ *      the keys of this run (UUID, epoch, seq) never equal keys of an
+ *      earlier run, even if the metadata were restored from an old copy.
+ *   3. volume.conf is replaced atomically: a crash leaves the old or the
+ *      new file, never a torn one.
+ *
+ * State of a volume handle:
+ *
+ *   volume_open --> [OPEN] --volume_close--> (freed)
+ *   (lock, epoch bump, meta_open, store, cache, vol_recover, threads)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vol_int.h"
+
+#define CONF_NAME "volume.conf"
+#define CONF_MAGIC "cairn-volume-config"
+#define DEF_SEGMENT_SIZE (64ull << 20)
+
+typedef struct vconf {
+	int version;
+	uint8_t uuid[16];
+	char store[1024];
+	int zstd_level;
+	uint64_t segment_size;
+	uint64_t epoch;
+} vconf;
+
+int64_t vol_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void vol_seg_path(const cairn_volume *vol, uint64_t seg, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/staging/%016" PRIx64 ".seg", vol->dir, seg);
+}
+
+static void uuid_fmt(const uint8_t u[16], char out[37])
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t j = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hx[u[i] >> 4];
+		out[j++] = hx[u[i] & 15];
+	}
+	out[j] = 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static int uuid_parse(const char *s, uint8_t u[16])
+{
+	size_t j = 0;
+	if (strlen(s) != 36)
+		return -1;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10) {
+			if (s[j++] != '-')
+				return -1;
+		}
+		int hi = hexval(s[j]), lo = hexval(s[j + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		u[i] = (uint8_t)(hi << 4 | lo);
+		j += 2;
+	}
+	return 0;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+	char *end;
+	if (!*v || *v == '-')
+		return -1;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return cairn_errf(CAIRN_E_IO, "open %s: %s", dir, strerror(errno));
+	int rc = 0;
+	if (fsync(fd) != 0)
+		rc = cairn_errf(CAIRN_E_IO, "fsync %s: %s", dir, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+static int conf_write(const char *dir, const vconf *c)
+{
+	char path[4096], tmp[4096], text[2048], us[37];
+	int fd = -1, rc = 0;
+	uuid_fmt(c->uuid, us);
+	int n = snprintf(text, sizeof text,
+			 "# cairn volume configuration (docs/volume.md); "
+			 "rewritten at every open\n"
+			 "%s %d\nuuid = %s\nstore = %s\nzstd_level = %d\n"
+			 "segment_size = %" PRIu64 "\nepoch = %" PRIu64 "\n",
+			 CONF_MAGIC, c->version, us, c->store, c->zstd_level,
+			 c->segment_size, c->epoch);
+	if (n < 0 || (size_t)n >= sizeof text)
+		return cairn_errf(CAIRN_E_RANGE, "volume config too long");
+	snprintf(path, sizeof path, "%s/%s", dir, CONF_NAME);
+	snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, CONF_NAME);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return cairn_errf(CAIRN_E_IO, "create %s: %s", tmp, strerror(errno));
+	if (write(fd, text, (size_t)n) != n) {
+		rc = cairn_errf(CAIRN_E_IO, "write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (fsync(fd) != 0) {
+		rc = cairn_errf(CAIRN_E_IO, "fsync %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (rename(tmp, path) != 0) {
+		rc = cairn_errf(CAIRN_E_IO, "rename %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	rc = fsync_dir(dir);
+out:
+	close(fd);
+	return rc;
+}
+
+static int conf_read(const char *dir, vconf *c)
+{
+	char path[4096], text[4096];
+	int have_magic = 0, have_uuid = 0, have_store = 0, have_epoch = 0;
+	ssize_t got;
+	int fd;
+
+	memset(c, 0, sizeof *c);
+	snprintf(path, sizeof path, "%s/%s", dir, CONF_NAME);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return cairn_errf(CAIRN_E_NOTFOUND,
+					  "%s is not a cairn volume (no %s; run format first)",
+					  dir, CONF_NAME);
+		return cairn_errf(CAIRN_E_IO, "open %s: %s", path, strerror(errno));
+	}
+	got = read(fd, text, sizeof text - 1);
+	close(fd);
+	if (got < 0)
+		return cairn_errf(CAIRN_E_IO, "read %s: %s", path, strerror(errno));
+	if ((size_t)got == sizeof text - 1)
+		return cairn_errf(CAIRN_E_CORRUPT, "%s: too long", path);
+	text[got] = 0;
+	char *save = NULL;
+	int lineno = 0;
+	for (char *line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		if (line[0] == '#' || line[0] == 0)
+			continue;
+		if (!have_magic) {
+			size_t ml = strlen(CONF_MAGIC);
+			uint64_t v;
+			if (strncmp(line, CONF_MAGIC, ml) != 0 || line[ml] != ' ' ||
+			    parse_u64(line + ml + 1, &v))
+				return cairn_errf(CAIRN_E_CORRUPT,
+						  "%s:%d: not a cairn volume config", path, lineno);
+			if (v != CAIRN_VOLUME_CONF_VERSION)
+				return cairn_errf(CAIRN_E_VERSION,
+						  "%s: config version %" PRIu64
+						  " is not supported (this cairn reads version %d)",
+						  path, v, CAIRN_VOLUME_CONF_VERSION);
+			c->version = (int)v;
+			have_magic = 1;
+			continue;
+		}
+		char *eq = strstr(line, " = ");
+		if (!eq)
+			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: expected 'key = value'",
+					  path, lineno);
+		*eq = 0;
+		const char *k = line, *v = eq + 3;
+		uint64_t x;
+		if (!strcmp(k, "uuid")) {
+			if (uuid_parse(v, c->uuid))
+				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: bad uuid '%s'",
+						  path, lineno, v);
+			have_uuid = 1;
+		} else if (!strcmp(k, "store")) {
+			if (strlen(v) >= sizeof c->store)
+				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: store URL too long",
+						  path, lineno);
+			snprintf(c->store, sizeof c->store, "%s", v);
+			have_store = 1;
+		} else if (!strcmp(k, "zstd_level")) {
+			long lv;
+			char *end;
+			errno = 0;
+			lv = strtol(v, &end, 10);
+			if (errno || *end || !*v || lv < -1 || lv > 22)
+				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: bad zstd_level '%s'",
+						  path, lineno, v);
+			c->zstd_level = (int)lv;
+		} else if (!strcmp(k, "segment_size")) {
+			if (parse_u64(v, &x) || x < (1u << 20) || x > (4ull << 30))
+				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: bad segment_size '%s'",
+						  path, lineno, v);
+			c->segment_size = x;
+		} else if (!strcmp(k, "epoch")) {
+			if (parse_u64(v, &x))
+				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: bad epoch '%s'",
+						  path, lineno, v);
+			c->epoch = x;
+			have_epoch = 1;
+		} else {
+			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: unknown key '%s'",
+					  path, lineno, k);
+		}
+	}
+	if (!have_magic || !have_uuid || !have_store || !have_epoch || !c->segment_size)
+		return cairn_errf(CAIRN_E_CORRUPT, "%s: incomplete (uuid, store, "
+				  "segment_size and epoch are required)", path);
+	return 0;
+}
+
+static int mkdir_p1(const char *path)
+{
+	if (mkdir(path, 0755) != 0 && errno != EEXIST)
+		return cairn_errf(CAIRN_E_IO, "mkdir %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int volume_format(const char *dir, const cairn_format_opts *opts)
+{
+	cairn_format_opts fo = { 0 };
+	char path[4096];
+	struct stat st;
+	cairn_meta *m = NULL;
+	vconf c;
+	int rc;
+
+	if (!dir || !*dir || strlen(dir) > 3000)
+		return cairn_errf(CAIRN_E_INVAL, "format: bad volume directory");
+	if (opts)
+		fo = *opts;
+	memset(&c, 0, sizeof c);
+	c.version = CAIRN_VOLUME_CONF_VERSION;
+	c.zstd_level = fo.zstd_level < 0 ? -1 : (fo.zstd_level ? fo.zstd_level : 3);
+	if (c.zstd_level > 22)
+		return cairn_errf(CAIRN_E_INVAL, "format: zstd level %d out of range (1..22)",
+				  c.zstd_level);
+	c.segment_size = fo.segment_size ? fo.segment_size : DEF_SEGMENT_SIZE;
+	if (c.segment_size < (1u << 20) || c.segment_size > (4ull << 30))
+		return cairn_errf(CAIRN_E_INVAL,
+				  "format: segment size %" PRIu64 " out of range (1 MiB .. 4 GiB)",
+				  c.segment_size);
+	c.epoch = 0;
+	if (fo.store_url) {
+		/* Check the store before anything is created: a mistyped URL,
+		 * a missing bucket or bad credentials fail here, not at the
+		 * first upload. */
+		cairn_objstore *os = NULL;
+		if ((rc = objstore_open(fo.store_url, NULL, &os)))
+			return cairn_err_wrap(rc, "store %s", fo.store_url);
+		objstore_close(os);
+	}
+	if ((rc = mkdir_p1(dir)))
+		return rc;
+	snprintf(path, sizeof path, "%s/%s", dir, CONF_NAME);
+	if (stat(path, &st) == 0)
+		return cairn_errf(CAIRN_E_EXISTS, "%s already holds a cairn volume", dir);
+	if (fo.store_url) {
+		if (strlen(fo.store_url) >= sizeof c.store)
+			return cairn_errf(CAIRN_E_INVAL, "format: store URL too long");
+		snprintf(c.store, sizeof c.store, "%s", fo.store_url);
+	} else {
+		char *abs = realpath(dir, NULL);
+		if (!abs)
+			return cairn_errf(CAIRN_E_IO, "realpath %s: %s", dir, strerror(errno));
+		snprintf(c.store, sizeof c.store, "file://%s/store", abs);
+		snprintf(path, sizeof path, "%s/store", abs);
+		free(abs);
+		if ((rc = mkdir_p1(path)))
+			return rc;
+	}
+	if (getrandom(c.uuid, sizeof c.uuid, 0) != (ssize_t)sizeof c.uuid)
+		return cairn_errf(CAIRN_E_IO, "getrandom: %s", strerror(errno));
+	c.uuid[6] = (uint8_t)((c.uuid[6] & 0x0f) | 0x40);  /* RFC 4122 v4 */
+	c.uuid[8] = (uint8_t)((c.uuid[8] & 0x3f) | 0x80);
+	const char *subs[] = { "meta", "staging", "cache" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
+		if ((rc = mkdir_p1(path)))
+			return rc;
+	}
+	snprintf(path, sizeof path, "%s/meta", dir);
+	if ((rc = meta_open(path, NULL, &m)))
+		return cairn_err_wrap(rc, "format %s", dir);
+	if ((rc = meta_close(m)))
+		return cairn_err_wrap(rc, "format %s", dir);
+	/* The config is written last: a directory without it is not a volume,
+	 * so a crash during format leaves something format can redo. */
+	return conf_write(dir, &c);
+}
+
+static int lock_take(cairn_volume *vol)
+{
+	char path[4096], buf[64];
+	int fd;
+	snprintf(path, sizeof path, "%s/lock", vol->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return cairn_errf(CAIRN_E_IO, "open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+		close(fd);
+		if (e != EWOULDBLOCK)
+			return cairn_errf(CAIRN_E_IO, "flock %s: %s", path, strerror(e));
+		buf[n > 0 ? n : 0] = 0;
+		buf[strcspn(buf, "\n")] = 0;
+		return cairn_errf(CAIRN_E_BUSY, "volume %s is in use by process %s (lock %s)",
+				  vol->dir, n > 0 ? buf : "(unknown pid)", path);
+	}
+	int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+		int e = errno;
+		close(fd);
+		return cairn_errf(CAIRN_E_IO, "write %s: %s", path, strerror(e));
+	}
+	vol->lock_fd = fd;
+	return 0;
+}
+
+static void opts_fill(cairn_volume *vol, const vconf *c)
+{
+	cairn_volume_opts *o = &vol->o;
+	if (!o->segment_size)
+		o->segment_size = c->segment_size;
+	if (!o->seal_age_ms)
+		o->seal_age_ms = 3000;
+	if (!o->commit_interval_ms)
+		o->commit_interval_ms = 1000;
+	if (!o->upload_cap)
+		o->upload_cap = 1ull << 30;
+	if (o->upload_cap < 2 * o->segment_size)
+		o->upload_cap = 2 * o->segment_size;
+	if (!o->upload_wait_ms)
+		o->upload_wait_ms = 30000;
+	if (!o->cache_size)
+		o->cache_size = 1ull << 30;
+	if (!o->local_keep)
+		o->local_keep = 1ull << 30;
+	if (!o->read_window)
+		o->read_window = 4u << 20;
+	if (!o->inode_dirty_max)
+		o->inode_dirty_max = 8u << 20;
+	if (!o->pending_max)
+		o->pending_max = 32u << 20;
+	if (!o->stream_threshold)
+		o->stream_threshold = 16u << 20;
+	if (!o->stream_part_size)
+		o->stream_part_size = 16u << 20;
+	if (!o->stream_inflight)
+		o->stream_inflight = 8;
+	if (o->stream_inflight > 64)
+		o->stream_inflight = 64;
+	if (!o->stream_chunk_avg)
+		o->stream_chunk_avg = 4u << 20;
+	if (!o->stream_commit_bytes)
+		o->stream_commit_bytes = 256u << 20;
+	if (!o->stream_readahead)
+		o->stream_readahead = 8;
+	if (o->stream_readahead > 64)
+		o->stream_readahead = 64;
+}
+
+static void vol_free(cairn_volume *vol)
+{
+	if (vol->cache)
+		seg_cache_close(vol->cache);
+	if (vol->own_os)
+		objstore_close(vol->os);
+	if (vol->meta) {
+		if (meta_close(vol->meta))
+			CAIRN_WARN(VOL_MOD, "close metadata of %s: %s", vol->dir, cairn_errmsg());
+	}
+	if (vol->own_u)
+		uring_close(vol->u);
+	if (vol->lock_fd >= 0)
+		close(vol->lock_fd);  /* releases the flock */
+	pthread_mutex_destroy(&vol->it_mu);
+	pthread_mutex_destroy(&vol->st_mu);
+	pthread_mutex_destroy(&vol->up_mu);
+	pthread_mutex_destroy(&vol->rd_mu);
+	pthread_cond_destroy(&vol->up_cv);
+	pthread_cond_destroy(&vol->done_cv);
+	free(vol->itab);
+	free(vol->pend);
+	free(vol->prune);
+	free(vol->q);
+	free(vol->kept);
+	free(vol->dir);
+	free(vol);
+}
+
+int volume_open(const char *dir, const cairn_volume_opts *opts,
+		cairn_volume **out)
+{
+	cairn_volume *vol;
+	char path[4096];
+	vconf c;
+	int rc;
+
+	*out = NULL;
+	if (!dir || !*dir || strlen(dir) > 3000)
+		return cairn_errf(CAIRN_E_INVAL, "open: bad volume directory");
+	vol = calloc(1, sizeof *vol);
+	if (!vol)
+		return cairn_errf(CAIRN_E_NOMEM, "open volume %s", dir);
+	vol->lock_fd = -1;
+	pthread_mutex_init(&vol->it_mu, NULL);
+	pthread_mutex_init(&vol->st_mu, NULL);
+	pthread_mutex_init(&vol->up_mu, NULL);
+	pthread_mutex_init(&vol->rd_mu, NULL);
+	pthread_cond_init(&vol->up_cv, NULL);
+	pthread_cond_init(&vol->done_cv, NULL);
+	vol->dir = strdup(dir);
+	vol->ibuckets = 4096;
+	vol->itab = calloc(vol->ibuckets, sizeof *vol->itab);
+	if (!vol->dir || !vol->itab) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "open volume %s", dir);
+		goto fail;
+	}
+	if (opts)
+		vol->o = *opts;
+	if (vol->o.durability != CAIRN_DUR_LOCAL && vol->o.durability != CAIRN_DUR_REMOTE) {
+		rc = cairn_errf(CAIRN_E_INVAL, "open %s: unknown durability %d", dir,
+				vol->o.durability);
+		goto fail;
+	}
+	/* The config check comes before the lock so that a wrong directory
+	 * is never given a lock file. */
+	if ((rc = conf_read(dir, &c)))
+		goto fail;
+	if ((rc = lock_take(vol)))
+		goto fail;
+	/* Re-read under the lock: the previous owner may have bumped it. */
+	if ((rc = conf_read(dir, &c)))
+		goto fail;
+	c.epoch++;
+	if ((rc = conf_write(dir, &c)))
+		goto fail;
+	memcpy(vol->uuid, c.uuid, 16);
+	vol->epoch = c.epoch;
+	vol->st.epoch = c.epoch;
+	vol->zstd_level = c.zstd_level;
+	snprintf(vol->store_url, sizeof vol->store_url, "%s", c.store);
+	opts_fill(vol, &c);
+
+	if (vol->o.uring) {
+		vol->u = vol->o.uring;
+	} else {
+		if ((rc = uring_open(NULL, &vol->u)))
+			goto fail;
+		vol->own_u = 1;
+	}
+	snprintf(path, sizeof path, "%s/meta", dir);
+	if ((rc = meta_open(path, NULL, &vol->meta))) {
+		rc = cairn_err_wrap(rc, "open metadata of volume %s", dir);
+		goto fail;
+	}
+	if (vol->o.store) {
+		vol->os = vol->o.store;
+	} else {
+		cairn_objstore_opts so = { 0 };
+		so.uring = vol->u;
+		if ((rc = objstore_open(c.store, &so, &vol->os))) {
+			rc = cairn_err_wrap(rc, "open store of volume %s", dir);
+			goto fail;
+		}
+		vol->own_os = 1;
+	}
+	snprintf(path, sizeof path, "%s/cache", dir);
+	if ((rc = seg_cache_open(vol->u, path, vol->o.cache_size, &vol->cache)))
+		goto fail;
+	snprintf(path, sizeof path, "%s/staging", dir);
+	if ((rc = mkdir_p1(path)))
+		goto fail;
+	vol->gen = 1;
+	if ((rc = vol_recover(vol))) {
+		rc = cairn_err_wrap(rc, "recover volume %s", dir);
+		goto fail;
+	}
+	if ((rc = vol_threads_start(vol)))
+		goto fail;
+	CAIRN_INFO(VOL_MOD, "volume %s open (epoch %" PRIu64 ", store %s)", dir,
+		   vol->epoch, objstore_url(vol->os));
+	*out = vol;
+	return 0;
+fail:
+	vol_readers_close(vol);
+	/* Uploads the uploader could not finish: the next open's recovery
+	 * aborts them and uploads the segments again. */
+	for (size_t i = 0; i < vol->nq; i++) {
+		vol_mpu_free(vol->q[i].job);
+		vol->q[i].job = NULL;
+	}
+	vol_free(vol);
+	return rc;
+}
+
+int volume_close(cairn_volume *vol)
+{
+	int rc = 0, r;
+	if (!vol)
+		return 0;
+	/* Whatever is buffered becomes a committed, sealed segment; the
+	 * uploader then gets one pass, and what it cannot upload now is
+	 * uploaded by the next open's recovery. */
+	r = vol_sync_all(vol, 0);
+	if (r) {
+		CAIRN_WARN(VOL_MOD, "close %s: commit: %s", vol->dir, cairn_errmsg());
+		rc = r;
+	}
+	r = vol_seal(vol);
+	if (r && !rc) {
+		CAIRN_WARN(VOL_MOD, "close %s: seal: %s", vol->dir, cairn_errmsg());
+		rc = r;
+	}
+	vol_threads_stop(vol);
+	vol_prune_queued(vol);
+	pthread_mutex_lock(&vol->it_mu);
+	for (size_t b = 0; b < vol->ibuckets; b++) {
+		vinode *vi = vol->itab[b];
+		while (vi) {
+			vinode *nx = vi->hnext;
+			vbuf *x = vi->head;
+			vol_stream_free(vol, vi);  /* left by a failure */
+			vol_ra_free(vi);
+			while (x) {
+				vbuf *n = x->next;
+				free(x->data);
+				free(x);
+				x = n;
+			}
+			pthread_rwlock_destroy(&vi->lk);
+			free(vi);
+			vi = nx;
+		}
+		vol->itab[b] = NULL;
+	}
+	pthread_mutex_unlock(&vol->it_mu);
+	pthread_mutex_lock(&vol->st_mu);
+	if (vol->w) {
+		seg_writer_close(vol->w);
+		vol->w = NULL;
+	}
+	pthread_mutex_unlock(&vol->st_mu);
+	vol_readers_close(vol);
+	vol_free(vol);
+	return rc;
+}
+
+void volume_uuid(const cairn_volume *vol, char out[37])
+{
+	uuid_fmt(vol->uuid, out);
+}
+
+void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
+{
+	cairn_volume_stats *s = &vol->st;
+	memset(out, 0, sizeof *out);
+	pthread_mutex_lock(&vol->up_mu);
+	out->epoch = vol->epoch;
+	out->segments_sealed = __atomic_load_n(&s->segments_sealed, __ATOMIC_RELAXED);
+	out->segments_uploaded = s->segments_uploaded;
+	out->upload_failures = s->upload_failures;
+	out->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
+	out->chunks_staged = __atomic_load_n(&s->chunks_staged, __ATOMIC_RELAXED);
+	out->reads_local = __atomic_load_n(&s->reads_local, __ATOMIC_RELAXED);
+	out->reads_store = __atomic_load_n(&s->reads_store, __ATOMIC_RELAXED);
+	out->unuploaded_bytes = vol->q_bytes + __atomic_load_n(&vol->cur_size, __ATOMIC_RELAXED);
+	out->upload_queue = vol->nq;
+	out->unuploaded_bytes += __atomic_load_n(&vol->sp_bytes, __ATOMIC_RELAXED);
+	out->streams = __atomic_load_n(&s->streams, __ATOMIC_RELAXED);
+	out->stream_parts = __atomic_load_n(&s->stream_parts, __ATOMIC_RELAXED);
+	out->stream_part_retries = __atomic_load_n(&s->stream_part_retries, __ATOMIC_RELAXED);
+	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&vol->up_mu);
+}

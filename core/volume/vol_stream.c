@@ -1,0 +1,1098 @@
+/*
+ * vol_stream.c - large files: a file written sequentially from offset 0
+ * past stream_threshold bytes gets its own stream segment.  Its bytes go
+ * to a local spool (the stream segment file itself, written through the
+ * I/O engine by seg_stream: content-defined chunks, SHA-256 per chunk) and
+ * from there to the object store as a parallel multipart upload while the
+ * writer goes on.  docs/large-files.md explains the design.
+ *
+ *  write (candidate: one dirty buffer [0, size), size >= threshold)
+ *    |
+ *    v
+ *  STREAMING --sequential write--> STREAMING (seg_stream_write; every
+ *    |  \                                     part_size bytes of spool: one
+ *    |   \                                    MPU part submitted, at most
+ *    |    \                                   stream_inflight in flight;
+ *    |     \                                  every commit_bytes: commit)
+ *    |      \--write elsewhere, close, fsync, truncate, sync--> END
+ *    v
+ *  END: cut the last chunk, fdatasync, commit chunks + extents (one
+ *       meta_write), seal (index + footer), segment SEALED, hand the upload
+ *       (parts still in flight) to the uploader thread, which sends the
+ *       tail part and completes the upload, then marks the segment
+ *       UPLOADED.  Later writes take the small-file path (newer extents
+ *       supersede the stream's).
+ *
+ * Invariants:
+ *   1. The upload id is recorded in the segment record (synced) before the
+ *      first part is sent; recovery aborts any recorded upload of a segment
+ *      not UPLOADED and redoes the upload from the local file, which is
+ *      the committed spool cut to its committed size and sealed.
+ *   2. Committed chunk records point only below the spool's high-water
+ *      mark (seg_writer_sync before every commit), as for packed segments.
+ *   3. A part covers spool bytes already written, which never change
+ *      again; the object becomes visible only at complete, and the segment
+ *      is marked UPLOADED only after that, so nothing half-uploaded is ever
+ *      read: until then reads use the spool.
+ *   4. Memory per stream: one chunk buffer (max chunk size), the part
+ *      slots, and the uncommitted chunk list; never the file.
+ *   5. Spool bytes not yet uploaded count in vol->sp_bytes (the upload
+ *      cap); they move to q_bytes when the stream is handed over.
+ *   6. A part that fails is retried (VOL_PART_TRIES times, with backoff);
+ *      when it still fails the upload is aborted, logged, and the segment
+ *      is uploaded whole by the uploader after the file ends (its usual
+ *      retry with backoff, and the cap's NOSPC naming the store's error).
+ *   7. Reads of uploaded stream chunks (no local copy): whole chunks by
+ *      parallel ranged GETs into the caller's buffer, each verified by its
+ *      crc32c; a sequential reader's readahead fetches the next chunks
+ *      (window doubling up to stream_readahead), a random reader only what
+ *      it touches.  No byte is returned unverified.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cairn/codec.h"
+#include "vol_int.h"
+
+#define VOL_PART_TRIES 4
+#define VOL_FEED_PIECE (8u << 20)
+
+typedef struct vpart {
+	cairn_obj_req r;
+	unsigned tries;
+	int busy;
+} vpart;
+
+struct vmpu {
+	cairn_volume *vol;
+	uint64_t seg;
+	char key[SEG_KEY_MAX];
+	char upload_id[CAIRN_UPLOAD_ID_MAX];
+	int fd;
+	cairn_obj_batch *b;
+	vpart *slots;
+	unsigned nslots, busy;
+	cairn_mpu_part *parts;
+	size_t nparts, cparts;
+	uint64_t next;          /* next spool byte to send */
+	unsigned next_no;
+	uint64_t *counted;      /* writer-owned: the stream's sp_bytes share */
+};
+
+typedef struct vstream {
+	uint64_t seg;
+	char key[SEG_KEY_MAX];
+	char path[4096];
+	seg_stream *ss;
+	int rfd;                /* spool, for reads of uncommitted chunks */
+	struct vmpu *m;         /* NULL: no upload in flight */
+	uint64_t counted;       /* spool bytes in vol->sp_bytes */
+	uint64_t seen;          /* spool size accounted so far */
+	uint64_t flushed;       /* spool bytes whose writeback was started */
+	uint64_t since_commit;
+} vstream;
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static int stream_broken(cairn_volume *vol, int rc)
+{
+	pthread_mutex_lock(&vol->st_mu);
+	if (!vol->broken) {
+		vol->broken = rc;
+		cairn_err_copy(vol->broken_msg, sizeof vol->broken_msg);
+		CAIRN_ERROR(VOL_MOD, "volume %s: writes stopped after: %s", vol->dir,
+			    vol->broken_msg);
+	}
+	pthread_mutex_unlock(&vol->st_mu);
+	return rc;
+}
+
+static void sp_sub(cairn_volume *vol, uint64_t *counted, uint64_t n)
+{
+	if (n > *counted)
+		n = *counted;
+	*counted -= n;
+	__atomic_sub_fetch(&vol->sp_bytes, n, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&vol->up_mu);
+	pthread_cond_broadcast(&vol->done_cv);
+	pthread_mutex_unlock(&vol->up_mu);
+}
+
+/* ---- multipart upload of a (growing) segment file ---- */
+
+typedef struct intentop {
+	uint64_t seg;
+	const char *upload_id;
+} intentop;
+
+static int intent_fn(meta_txn *t, void *arg)
+{
+	intentop *p = arg;
+	meta_seg s;
+	int rc = meta_seg_get(t, p->seg, &s);
+	if (rc)
+		return rc;
+	snprintf(s.upload_id, sizeof s.upload_id, "%s", p->upload_id);
+	return meta_seg_update(t, &s);
+}
+
+void vol_mpu_free(struct vmpu *m)
+{
+	if (!m)
+		return;
+	objstore_batch_free(m->b);  /* waits for parts in flight */
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m->slots);
+	free(m->parts);
+	free(m);
+}
+
+static void mpu_abort(struct vmpu *m)
+{
+	cairn_volume *vol = m->vol;
+	objstore_batch_free(m->b);
+	m->b = NULL;
+	if (m->upload_id[0] && objstore_mpu_abort(vol->os, m->key, m->upload_id))
+		CAIRN_WARN(VOL_MOD, "abort of the upload of %s (left for GC): %s", m->key,
+			   cairn_errmsg());
+	vol_mpu_free(m);
+}
+
+static int mpu_open(cairn_volume *vol, uint64_t seg, const char *key,
+		    struct vmpu **out)
+{
+	char path[4096];
+	intentop ip;
+	struct vmpu *m;
+	int rc;
+
+	*out = NULL;
+	m = calloc(1, sizeof *m);
+	if (!m)
+		return cairn_errf(CAIRN_E_NOMEM, "upload of %s", key);
+	m->vol = vol;
+	m->seg = seg;
+	m->fd = -1;
+	m->next_no = 1;
+	snprintf(m->key, sizeof m->key, "%s", key);
+	m->nslots = vol->o.stream_inflight;
+	m->slots = calloc(m->nslots, sizeof *m->slots);
+	if (!m->slots) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "upload of %s: part slots", key);
+		goto fail;
+	}
+	vol_seg_path(vol, seg, path, sizeof path);
+	m->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (m->fd < 0) {
+		rc = cairn_errf(CAIRN_E_IO, "upload of %s: open %s: %s", key, path,
+				strerror(errno));
+		goto fail;
+	}
+	if ((rc = objstore_batch_new(vol->os, &m->b)))
+		goto fail;
+	if ((rc = objstore_mpu_create(vol->os, key, m->upload_id)))
+		goto fail;
+	/* Invariant 1: the id is durable before any part goes out. */
+	ip.seg = seg;
+	ip.upload_id = m->upload_id;
+	rc = meta_write(vol->meta, META_SYNCED, META_OP_SEGMENT, intent_fn, &ip, NULL);
+	if (rc) {
+		rc = cairn_err_wrap(rc, "record the upload intent of %s", key);
+		goto fail;
+	}
+	*out = m;
+	return 0;
+fail:
+	if (m->upload_id[0])
+		mpu_abort(m);
+	else
+		vol_mpu_free(m);
+	return rc;
+}
+
+/* Reap one finished part: record it, or resubmit a failed one, or give up
+ * after VOL_PART_TRIES tries. */
+static int mpu_reap(struct vmpu *m)
+{
+	cairn_volume *vol = m->vol;
+	cairn_obj_req *done = NULL;
+	int rc = objstore_batch_reap(m->b, &done);
+	if (!done)
+		return cairn_err_wrap(rc ? rc : CAIRN_E_INTERNAL, "upload of %s: reap", m->key);
+	vpart *p = done->user;
+	if (done->rc) {
+		/* What writers at the cap and remote fsyncs will name. */
+		pthread_mutex_lock(&vol->up_mu);
+		snprintf(vol->last_err, sizeof vol->last_err, "%s", done->msg);
+		if (!vol->fail_since_ms)
+			vol->fail_since_ms = vol_now_ms();
+		pthread_mutex_unlock(&vol->up_mu);
+		p->tries++;
+		__atomic_add_fetch(&vol->st.stream_part_retries, 1, __ATOMIC_RELAXED);
+		if (p->tries < VOL_PART_TRIES) {
+			CAIRN_WARN(VOL_MOD, "upload of %s: part %u failed (try %u), retrying: %s",
+				   m->key, p->r.part_no, p->tries, done->msg);
+			sleep_ms(20u << p->tries);
+			done->rc = 0;
+			done->msg[0] = 0;
+			rc = objstore_submit(m->b, done);
+			if (!rc)
+				return 0;
+		} else {
+			rc = cairn_errf(done->rc, "part %u failed %u times: %s",
+					p->r.part_no, p->tries, done->msg);
+		}
+		p->busy = 0;
+		m->busy--;
+		return rc;
+	}
+	if (m->nparts == m->cparts) {
+		size_t nc = m->cparts ? m->cparts * 2 : 64;
+		cairn_mpu_part *np = realloc(m->parts, nc * sizeof *np);
+		if (!np) {
+			p->busy = 0;
+			m->busy--;
+			return cairn_errf(CAIRN_E_NOMEM, "upload of %s: part list", m->key);
+		}
+		m->parts = np;
+		m->cparts = nc;
+	}
+	m->parts[m->nparts] = done->part;
+	m->parts[m->nparts].number = done->part_no;
+	m->parts[m->nparts].size = done->src.len;
+	m->nparts++;
+	p->busy = 0;
+	m->busy--;
+	__atomic_add_fetch(&vol->st.stream_parts, 1, __ATOMIC_RELAXED);
+	if (m->counted)
+		sp_sub(vol, m->counted, done->src.len);
+	return 0;
+}
+
+/* Send the parts that the first avail bytes of the file allow: whole parts
+ * only, unless final (then the rest as the last part). */
+static int mpu_pump(struct vmpu *m, uint64_t avail, int final)
+{
+	cairn_volume *vol = m->vol;
+	int rc;
+
+	while (m->next < avail) {
+		uint64_t ps = objstore_part_size(vol->os, 0, m->next_no, vol->o.stream_part_size);
+		uint64_t left = avail - m->next, len = left < ps ? left : ps;
+		unsigned i;
+		if (left < ps && !final)
+			break;
+		if (m->next_no > CAIRN_MPU_MAX_PARTS)
+			return cairn_errf(CAIRN_E_RANGE, "upload of %s: more than %u parts",
+					  m->key, CAIRN_MPU_MAX_PARTS);
+		while (m->busy == m->nslots)
+			if ((rc = mpu_reap(m)))
+				return rc;
+		for (i = 0; m->slots[i].busy; i++)
+			;
+		vpart *p = &m->slots[i];
+		memset(p, 0, sizeof *p);
+		p->busy = 1;
+		p->r.op = OBJ_OP_MPU_PART;
+		p->r.key = m->key;
+		p->r.upload_id = m->upload_id;
+		p->r.part_no = m->next_no;
+		p->r.src.buf = NULL;
+		p->r.src.fd = m->fd;
+		p->r.src.off = m->next;
+		p->r.src.len = len;
+		p->r.user = p;
+		if ((rc = objstore_submit(m->b, &p->r))) {
+			p->busy = 0;
+			return cairn_err_wrap(rc, "upload of %s: part %u", m->key, m->next_no);
+		}
+		m->busy++;
+		m->next += len;
+		m->next_no++;
+	}
+	return 0;
+}
+
+static int part_cmp(const void *a, const void *b)
+{
+	const cairn_mpu_part *x = a, *y = b;
+	return x->number < y->number ? -1 : x->number > y->number;
+}
+
+static int mpu_finish(struct vmpu *m, uint64_t size)
+{
+	int rc;
+	struct stat st;
+
+	if (fstat(m->fd, &st) != 0 || (uint64_t)st.st_size != size)
+		return cairn_errf(CAIRN_E_CORRUPT, "upload of %s: local file has %lld bytes, "
+				  "sealed size %" PRIu64, m->key, (long long)st.st_size, size);
+	if ((rc = mpu_pump(m, size, 1)))
+		return rc;
+	while (m->busy)
+		if ((rc = mpu_reap(m)))
+			return rc;
+	qsort(m->parts, m->nparts, sizeof *m->parts, part_cmp);
+	rc = objstore_mpu_complete(m->vol->os, m->key, m->upload_id, m->parts, m->nparts);
+	if (rc)
+		return cairn_err_wrap(rc, "complete the upload of %s (%zu parts)", m->key,
+				      m->nparts);
+	return 0;
+}
+
+int vol_stream_upload(cairn_volume *vol, vseg *s)
+{
+	struct vmpu *m = s->job;
+	int rc;
+
+	if (!m && (rc = mpu_open(vol, s->id, s->key, &m)))
+		return rc;  /* the store's message names the key */
+	m->counted = NULL;
+	if ((rc = mpu_finish(m, s->size))) {
+		char msg[256];
+		cairn_err_copy(msg, sizeof msg);
+		mpu_abort(m);
+		return cairn_errf(rc, "%s", msg);
+	}
+	vol_mpu_free(m);
+	if ((rc = vol_seg_set_state(vol, s->id, META_SEG_UPLOADED, s->size, NULL, META_RELAXED)))
+		return cairn_err_wrap(rc, "record upload of %s", s->key);
+	CAIRN_DEBUG(VOL_MOD, "stream segment %s uploaded (%" PRIu64 " bytes)", s->key, s->size);
+	return 0;
+}
+
+void vol_mpu_abort_recorded(cairn_volume *vol, const meta_seg *s)
+{
+	if (!s->upload_id[0] || !s->key[0])
+		return;
+	/* Parts of an upload that was never completed; the upload is redone
+	 * from the local file.  A failure here leaves parts for GC. */
+	if (objstore_mpu_abort(vol->os, s->key, s->upload_id) != 0) {
+		CAIRN_WARN(VOL_MOD, "recovery: abort of the upload of %s: %s", s->key,
+			   cairn_errmsg());
+		cairn_err_clear();
+	}
+}
+
+/* ---- the stream of one inode ---- */
+
+typedef struct newop {
+	cairn_volume *vol;
+	meta_seg s;
+} newop;
+
+static int new_fn(meta_txn *t, void *arg)
+{
+	newop *p = arg;
+	seg_id id;
+	int rc;
+	memset(&p->s, 0, sizeof p->s);
+	p->s.kind = 1;
+	if ((rc = meta_seg_create(t, &p->s)))
+		return rc;
+	memcpy(id.uuid, p->vol->uuid, 16);
+	id.epoch = p->vol->epoch;
+	id.seq = p->s.id;
+	id.kind = SEG_KIND_STREAM;
+	if ((rc = seg_key_format(&id, p->s.key, sizeof p->s.key)))
+		return rc;
+	return meta_seg_update(t, &p->s);
+}
+
+typedef struct scommit {
+	uint64_t ino, seg, hwm;
+	const seg_stream_chunk *ch;
+	size_t n;
+} scommit;
+
+static int scommit_fn(meta_txn *t, void *arg)
+{
+	scommit *p = arg;
+	meta_seg s;
+	meta_attr a;
+	int rc;
+
+	if ((rc = meta_seg_get(t, p->seg, &s)))
+		return rc;
+	if (s.size < p->hwm) {
+		s.size = p->hwm;
+		if ((rc = meta_seg_update(t, &s)))
+			return rc;
+	}
+	rc = meta_getattr(t, p->ino, &a);
+	if (rc == CAIRN_E_NOTFOUND) {
+		cairn_err_clear();  /* removed: its bytes are garbage for GC */
+		return 0;
+	}
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < p->n; i++) {
+		const seg_stream_chunk *sc = &p->ch[i];
+		meta_chunk c;
+		memset(&c, 0, sizeof c);
+		c.seg = p->seg;
+		c.seg_off = sc->fr.off;
+		c.stored_len = sc->fr.stored_len;
+		c.raw_len = sc->fr.raw_len;
+		c.codec = (uint8_t)sc->fr.codec;
+		c.crc = sc->fr.crc;
+		memcpy(c.hash, sc->hash, sizeof c.hash);
+		if ((rc = meta_chunk_add(t, &c)))
+			return rc;
+		if ((rc = meta_extent_write(t, p->ino, sc->pos, sc->fr.raw_len, c.id, 0)))
+			return cairn_err_wrap(rc, "extent of inode %" PRIu64, p->ino);
+	}
+	return 0;
+}
+
+/* Make the stream's appended chunks durable and committed (invariant 2). */
+static int stream_commit(cairn_volume *vol, vinode *vi, vstream *st)
+{
+	seg_writer *w = seg_stream_writer(st->ss);
+	scommit p = { .ino = vi->ino, .seg = st->seg };
+	seg_stream_chunk *ch;
+	int rc;
+
+	st->since_commit = 0;
+	if ((rc = seg_stream_drain(st->ss)))
+		return stream_broken(vol, rc);
+	p.n = seg_stream_ready(st->ss);
+	if (!p.n)
+		return 0;
+	/* The meta_write callback must not block: copy the list first. */
+	ch = malloc(p.n * sizeof *ch);
+	if (!ch)
+		return cairn_errf(CAIRN_E_NOMEM, "commit of %zu chunks", p.n);
+	for (size_t i = 0; i < p.n; i++)
+		if ((rc = seg_stream_chunk_get(st->ss, i, &ch[i]))) {
+			free(ch);
+			return rc;
+		}
+	p.ch = ch;
+	if ((rc = seg_writer_sync(w, &p.hwm))) {
+		free(ch);
+		return stream_broken(vol, rc);
+	}
+	rc = meta_write(vol->meta, META_RELAXED, META_OP_EXTENT, scommit_fn, &p, NULL);
+	free(ch);
+	if (rc) {
+		rc = cairn_err_wrap(rc, "commit %zu chunks of stream segment %s", p.n, st->key);
+		if (rc == CAIRN_E_IO)
+			stream_broken(vol, rc);
+		return rc;
+	}
+	seg_stream_take(st->ss, p.n);
+	__atomic_add_fetch(&vol->st.commits, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&vol->st.chunks_staged, p.n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* The store failed for good: abort the upload, the segment goes whole
+ * after the file ends (invariant 6). */
+static void upload_failed(cairn_volume *vol, vstream *st)
+{
+	char msg[256];
+	cairn_err_copy(msg, sizeof msg);
+	CAIRN_ERROR(VOL_MOD, "stream segment %s: multipart upload aborted (it is uploaded "
+		    "whole once the file is closed): %s", st->key, msg);
+	pthread_mutex_lock(&vol->up_mu);
+	if (!vol->last_err[0])
+		snprintf(vol->last_err, sizeof vol->last_err, "%s", msg);
+	vol->st.upload_failures++;
+	if (!vol->fail_since_ms)
+		vol->fail_since_ms = vol_now_ms();
+	pthread_mutex_unlock(&vol->up_mu);
+	cairn_err_clear();
+	mpu_abort(st->m);
+	st->m = NULL;
+}
+
+/* Wait below the upload cap (invariant 5): reap own parts first, they are
+ * only ever reaped here. */
+static int stream_cap(cairn_volume *vol, vstream *st)
+{
+	for (;;) {
+		pthread_mutex_lock(&vol->up_mu);
+		uint64_t total = vol->q_bytes + __atomic_load_n(&vol->cur_size, __ATOMIC_RELAXED) +
+				 __atomic_load_n(&vol->sp_bytes, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&vol->up_mu);
+		if (total < vol->o.upload_cap)
+			return 0;
+		if (st->m && st->m->busy) {
+			if (mpu_reap(st->m))
+				upload_failed(vol, st);
+			continue;
+		}
+		return vol_cap_wait(vol);
+	}
+}
+
+static int feed(cairn_volume *vol, vinode *vi, vstream *st, const uint8_t *buf,
+		uint64_t len)
+{
+	seg_writer *w = seg_stream_writer(st->ss);
+	int rc;
+
+	while (len) {
+		size_t n = len < VOL_FEED_PIECE ? (size_t)len : VOL_FEED_PIECE;
+		if ((rc = stream_cap(vol, st)))
+			return rc;
+		if ((rc = seg_stream_write(st->ss, buf, n)))
+			return stream_broken(vol, cairn_err_wrap(rc, "inode %" PRIu64, vi->ino));
+		/* The writer thread appends in the background: account for
+		 * whatever the file grew by since last time. */
+		uint64_t now = seg_writer_size(w), grew = now - st->seen;
+		st->seen = now;
+		st->counted += grew;
+		__atomic_add_fetch(&vol->sp_bytes, grew, __ATOMIC_RELAXED);
+		st->since_commit += n;
+		buf += n;
+		len -= n;
+		/* Start the writeback of what the writer thread has written, so
+		 * that the disk works while we chunk and hash (as the kernel
+		 * would for dd), and the commit's fdatasync finds little left.
+		 * A hint: its failure is ignored, the fdatasync decides. */
+		if (now - st->flushed >= VOL_FEED_PIECE) {
+			(void)sync_file_range(st->rfd, (off64_t)st->flushed,
+					      (off64_t)(now - st->flushed), SYNC_FILE_RANGE_WRITE);
+			st->flushed = now;
+		}
+		if (st->since_commit >= vol->o.stream_commit_bytes &&
+		    (rc = stream_commit(vol, vi, st)))
+			return rc;
+		if (st->m && mpu_pump(st->m, seg_writer_size(w), 0))
+			upload_failed(vol, st);
+	}
+	return 0;
+}
+
+int vol_stream_candidate(const cairn_volume *vol, const vinode *vi)
+{
+	const vbuf *h = vi->head;
+	return !vi->st && vol->o.stream_threshold != UINT64_MAX && h && h == vi->tail &&
+	       !h->gen && h->off == 0 && h->len == vi->size;
+}
+
+static int stream_start(cairn_volume *vol, vinode *vi)
+{
+	seg_stream_opts so = { .avg_chunk = vol->o.stream_chunk_avg };
+	newop np = { .vol = vol };
+	vstream *st;
+	seg_id id;
+	int rc;
+
+	st = calloc(1, sizeof *st);
+	if (!st)
+		return cairn_errf(CAIRN_E_NOMEM, "stream of inode %" PRIu64, vi->ino);
+	st->rfd = -1;
+	rc = meta_write(vol->meta, META_RELAXED, META_OP_SEGMENT, new_fn, &np, NULL);
+	if (rc) {
+		free(st);
+		return cairn_err_wrap(rc, "new stream segment for inode %" PRIu64, vi->ino);
+	}
+	st->seg = np.s.id;
+	snprintf(st->key, sizeof st->key, "%s", np.s.key);
+	vol_seg_path(vol, st->seg, st->path, sizeof st->path);
+	if ((rc = seg_key_parse(st->key, &id)))
+		goto fail;
+	if (unlink(st->path) == 0)
+		CAIRN_WARN(VOL_MOD, "removed stale spool %s", st->path);
+	if ((rc = seg_stream_create(vol->u, st->path, &id, &so, &st->ss)))
+		goto fail;
+	st->rfd = open(st->path, O_RDONLY | O_CLOEXEC);
+	if (st->rfd < 0) {
+		rc = cairn_errf(CAIRN_E_IO, "open %s: %s", st->path, strerror(errno));
+		goto fail;
+	}
+	if (!vol->o.no_upload && mpu_open(vol, st->seg, st->key, &st->m)) {
+		CAIRN_WARN(VOL_MOD, "stream segment %s: cannot start its upload now (it is "
+			   "uploaded once the file ends): %s", st->key, cairn_errmsg());
+		cairn_err_clear();
+		st->m = NULL;
+	}
+	if (st->m)
+		st->m->counted = &st->counted;
+	__atomic_add_fetch(&vol->st.streams, 1, __ATOMIC_RELAXED);
+	CAIRN_DEBUG(VOL_MOD, "inode %" PRIu64 ": streaming to %s", vi->ino, st->key);
+	vi->st = st;
+	/* The buffered head of the file is the stream's first bytes. */
+	vbuf *x = vi->head;
+	rc = feed(vol, vi, st, x->data, x->len);
+	vi->head = vi->tail = NULL;
+	vi->dirty_bytes = 0;
+	free(x->data);
+	free(x);
+	return rc;
+fail:
+	seg_stream_close(st->ss);
+	if (st->rfd >= 0)
+		close(st->rfd);
+	unlink(st->path);
+	free(st);
+	return rc;
+}
+
+int vol_stream_maybe_start(cairn_volume *vol, vinode *vi)
+{
+	if (!vol_stream_candidate(vol, vi) || vi->dirty_bytes < vol->o.stream_threshold)
+		return 0;
+	return stream_start(vol, vi);
+}
+
+int vol_stream_write(cairn_volume *vol, vinode *vi, const uint8_t *buf,
+		     uint64_t len, uint64_t off, int *taken)
+{
+	vstream *st = vi->st;
+	*taken = 0;
+	if (!st)
+		return 0;
+	if (off == seg_stream_pos(st->ss)) {
+		*taken = 1;
+		return feed(vol, vi, st, buf, len);
+	}
+	/* Out of order: the stream ends here, the write takes the small-file
+	 * path and its extents supersede the stream's. */
+	return vol_stream_end(vol, vi);
+}
+
+static void stream_free(vstream *st)
+{
+	seg_stream_close(st->ss);
+	if (st->rfd >= 0)
+		close(st->rfd);
+	free(st);
+}
+
+void vol_stream_free(cairn_volume *vol, vinode *vi)
+{
+	vstream *st = vi->st;
+	if (!st)
+		return;
+	if (st->m) {
+		st->m->counted = NULL;
+		vol_mpu_free(st->m);  /* recovery aborts the recorded upload */
+	}
+	__atomic_sub_fetch(&vol->sp_bytes, st->counted, __ATOMIC_RELAXED);
+	stream_free(st);
+	vi->st = NULL;
+}
+
+int vol_stream_end(cairn_volume *vol, vinode *vi)
+{
+	vstream *st = vi->st;
+	seg_writer *w;
+	uint64_t size = 0, before;
+	int rc;
+
+	if (!st)
+		return 0;
+	w = seg_stream_writer(st->ss);
+	if ((rc = seg_stream_cut(st->ss)))
+		return stream_broken(vol, rc);
+	if ((rc = stream_commit(vol, vi, st)))
+		return rc;
+	before = st->seen;
+	if ((rc = seg_writer_seal(w, &size)))
+		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
+	if ((rc = vol_seg_set_state(vol, st->seg, META_SEG_SEALED, size, NULL, META_RELAXED)))
+		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
+	/* Hand over: the uploader sends the tail and completes; the
+	 * stream's share of the cap moves to the upload queue. */
+	uint64_t acct = st->counted + (size - before);
+	if (st->m)
+		st->m->counted = NULL;  /* the uploader reaps its parts now */
+	__atomic_sub_fetch(&vol->sp_bytes, st->counted, __ATOMIC_RELAXED);
+	st->counted = 0;
+	rc = vol_upload_enqueue_stream(vol, st->seg, size, st->key, acct, st->m);
+	if (rc) {
+		vol_mpu_free(st->m);  /* recovery uploads it */
+	}
+	st->m = NULL;
+	__atomic_add_fetch(&vol->st.segments_sealed, 1, __ATOMIC_RELAXED);
+	CAIRN_DEBUG(VOL_MOD, "inode %" PRIu64 ": stream %s ended at %" PRIu64 " bytes",
+		    vi->ino, st->key, size);
+	stream_free(st);
+	vi->st = NULL;
+	return rc;
+}
+
+int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off,
+		       uint64_t n)
+{
+	vstream *st = vi->st;
+	uint64_t end = off + n;
+	int rc;
+
+	if (!st)
+		return 0;
+	/* Chunks still with the writer thread are in neither list. */
+	if ((rc = seg_stream_drain(st->ss)))
+		return rc;
+	size_t nready = seg_stream_ready(st->ss);
+	for (size_t i = 0; i < nready; i++) {
+		seg_stream_chunk cc;
+		const seg_stream_chunk *c = &cc;
+		if ((rc = seg_stream_chunk_get(st->ss, i, &cc)))
+			return rc;
+		uint64_t lo = c->pos > off ? c->pos : off;
+		uint64_t ce = c->pos + c->fr.raw_len;
+		uint64_t hi = ce < end ? ce : end;
+		size_t got = 0;
+		if (lo >= hi)
+			continue;
+		/* Raw frames: the file's bytes follow the frame header. */
+		rc = uring_read(vol->u, st->rfd, buf + (lo - off), hi - lo,
+				c->fr.off + SEG_FRAME_HDR_SIZE + (lo - c->pos), &got);
+		if (!rc && got != hi - lo)
+			rc = cairn_errf(CAIRN_E_IO, "spool %s: short read at %" PRIu64, st->path,
+					c->fr.off);
+		if (rc)
+			return cairn_err_wrap(rc, "read spool %s", st->path);
+	}
+	size_t plen;
+	const uint8_t *p = seg_stream_pending(st->ss, &plen);
+	uint64_t base = seg_stream_pos(st->ss) - plen;
+	uint64_t lo = base > off ? base : off;
+	uint64_t pe = base + plen, hi = pe < end ? pe : end;
+	if (lo < hi)
+		memcpy(buf + (lo - off), p + (lo - base), hi - lo);
+	return 0;
+}
+
+/* ---- parallel reads of uploaded stream segments ---- */
+
+/*
+ * Readahead (per inode, under ra->mu, a leaf lock): whole chunks of
+ * uploaded stream segments fetched ahead of a sequential reader into a few
+ * slots.  A read that starts where the previous one ended (give or take
+ * VOL_RA_SLACK) doubles the window, up to stream_readahead chunks; any
+ * other read resets it to 0 (random reads fetch only what they touch).
+ * Slots are verified (crc32c of the chunk) when their GET completes; a
+ * slot that failed is dropped and the chunk read again the ordinary way.
+ */
+#define VOL_RA_MAX 64
+#define VOL_RA_SLACK (1u << 20)
+
+enum { RA_FREE = 0, RA_BUSY = 1, RA_READY = 2, RA_FAILED = 3 };
+
+typedef struct raslot {
+	uint64_t chunk;
+	uint8_t *data;
+	uint32_t len, crc;
+	int state;
+	uint64_t used;
+	char key[SEG_KEY_MAX];
+	cairn_obj_req r;
+} raslot;
+
+struct vra {
+	pthread_mutex_t mu;
+	cairn_obj_batch *b;
+	raslot s[VOL_RA_MAX];
+	uint64_t next_off, clock;
+	unsigned win;
+};
+
+static struct vra *ra_get(cairn_volume *vol, vinode *vi)
+{
+	struct vra *ra = __atomic_load_n(&vi->ra, __ATOMIC_ACQUIRE);
+	if (ra || !vi)
+		return ra;
+	pthread_mutex_lock(&vol->rd_mu);
+	if (!vi->ra) {
+		ra = calloc(1, sizeof *ra);
+		if (ra && objstore_batch_new(vol->os, &ra->b) == 0) {
+			pthread_mutex_init(&ra->mu, NULL);
+			ra->next_off = UINT64_MAX;
+			__atomic_store_n(&vi->ra, ra, __ATOMIC_RELEASE);
+		} else {
+			cairn_err_clear();
+			free(ra);
+		}
+	}
+	ra = vi->ra;
+	pthread_mutex_unlock(&vol->rd_mu);
+	return ra;
+}
+
+void vol_ra_free(vinode *vi)
+{
+	struct vra *ra = vi->ra;
+	if (!ra)
+		return;
+	objstore_batch_free(ra->b);  /* waits for GETs in flight */
+	for (int i = 0; i < VOL_RA_MAX; i++)
+		free(ra->s[i].data);
+	pthread_mutex_destroy(&ra->mu);
+	free(ra);
+	vi->ra = NULL;
+}
+
+/* Reap GETs until slot x is no longer busy (ra->mu held). */
+static void ra_wait(cairn_volume *vol, struct vra *ra, raslot *x)
+{
+	while (x->state == RA_BUSY) {
+		cairn_obj_req *done = NULL;
+		objstore_batch_reap(ra->b, &done);
+		if (!done)
+			break;
+		raslot *y = done->user;
+		if (done->rc || done->got != y->len || cairn_crc32c(0, y->data, y->len) != y->crc) {
+			if (!done->rc)
+				CAIRN_ERROR(VOL_MOD, "segment %s: chunk at %" PRIu64 " fails its "
+					    "checksum (readahead; read again)", y->key, done->off);
+			y->state = RA_FAILED;
+		} else {
+			y->state = RA_READY;
+			__atomic_add_fetch(&vol->st.reads_parallel, 1, __ATOMIC_RELAXED);
+		}
+	}
+	cairn_err_clear();
+	if (x->state == RA_BUSY)  /* the batch failed: give up on it */
+		x->state = RA_FAILED;
+}
+
+static raslot *ra_find(struct vra *ra, uint64_t chunk)
+{
+	for (int i = 0; i < VOL_RA_MAX; i++)
+		if (ra->s[i].state != RA_FREE && ra->s[i].chunk == chunk)
+			return &ra->s[i];
+	return NULL;
+}
+
+/* Start fetching chunk c of segment key into a slot (ra->mu held); the
+ * least recently used finished slot is reused.  NULL when none is free. */
+static raslot *ra_start(struct vra *ra, const meta_chunk *c,
+			const char *key, unsigned limit)
+{
+	raslot *v = NULL;
+	unsigned live = 0;
+	for (int i = 0; i < VOL_RA_MAX; i++)
+		if (ra->s[i].state != RA_FREE)
+			live++;
+	for (int i = 0; i < VOL_RA_MAX; i++) {
+		raslot *x = &ra->s[i];
+		if (x->state == RA_FREE && live < limit) {
+			v = x;
+			break;
+		}
+		if ((x->state == RA_READY || x->state == RA_FAILED) && (!v || x->used < v->used))
+			v = x;
+	}
+	if (!v)
+		return NULL;
+	if (v->len < c->raw_len || !v->data) {
+		uint8_t *nd = realloc(v->data, c->raw_len);
+		if (!nd)
+			return NULL;
+		v->data = nd;
+	}
+	v->chunk = c->id;
+	v->len = c->raw_len;
+	v->crc = c->crc;
+	v->used = ++ra->clock;
+	snprintf(v->key, sizeof v->key, "%s", key);
+	memset(&v->r, 0, sizeof v->r);
+	v->r.op = OBJ_OP_GET;
+	v->r.key = v->key;
+	v->r.buf = v->data;
+	v->r.off = c->seg_off + SEG_FRAME_HDR_SIZE;
+	v->r.len = c->raw_len;
+	v->r.user = v;
+	v->state = RA_BUSY;
+	if (objstore_submit(ra->b, &v->r)) {
+		cairn_err_clear();
+		v->state = RA_FAILED;
+		return NULL;
+	}
+	return v;
+}
+
+static int remote_ok(cairn_volume *vol, const meta_chunk *c, const meta_seg *s,
+		     uint64_t *local_seg, int *local)
+{
+	char path[4096];
+	struct stat st;
+	if (s->kind != 1 || s->state != META_SEG_UPLOADED || c->codec != SEG_CODEC_RAW ||
+	    c->stored_len != c->raw_len)
+		return 0;
+	/* A kept local copy is cheaper than the store. */
+	if (s->id != *local_seg) {
+		vol_seg_path(vol, s->id, path, sizeof path);
+		*local = stat(path, &st) == 0;
+		*local_seg = s->id;
+	}
+	return !*local;
+}
+
+typedef struct rget {
+	cairn_obj_req r;
+	size_t i;
+	uint8_t *dst;
+} rget;
+
+int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
+			   const meta_chunk *ch, const meta_seg *sg, size_t n,
+			   uint8_t *buf, uint64_t off, uint64_t end, uint8_t *done)
+{
+	cairn_obj_batch *b = NULL;
+	struct vra *ra = vi ? ra_get(vol, vi) : NULL;
+	rget *g = NULL;
+	size_t ng = 0;
+	uint64_t local_seg = 0;
+	int local = 0, rc = 0;
+	uint8_t want[64] = { 0 };
+
+	(void)end;  /* the extents are clipped to the read already */
+	for (size_t i = 0; i < n && i < sizeof want; i++)
+		want[i] = ex[i].chunk && remote_ok(vol, &ch[i], &sg[i], &local_seg, &local);
+
+	/* 1. Chunks the readahead holds (or is fetching). */
+	if (ra) {
+		pthread_mutex_lock(&ra->mu);
+		for (size_t i = 0; i < n && i < sizeof want; i++) {
+			if (!want[i])
+				continue;
+			raslot *x = ra_find(ra, ch[i].id);
+			if (!x && ra->win && (ex[i].chunk_off || ex[i].len != ch[i].raw_len))
+				/* sequential small reads: take the whole chunk */
+				x = ra_start(ra, &ch[i], sg[i].key, vol->o.stream_readahead + 2);
+			if (!x)
+				continue;
+			ra_wait(vol, ra, x);
+			if (x->state != RA_READY) {
+				x->state = RA_FREE;
+				continue;
+			}
+			x->used = ++ra->clock;
+			memcpy(buf + (ex[i].off - off), x->data + ex[i].chunk_off, ex[i].len);
+			done[i] = 1;
+		}
+		pthread_mutex_unlock(&ra->mu);
+	}
+
+	/* 2. Whole chunks: parallel GETs straight into the caller's buffer.
+	 * Part of a chunk (random reads) takes the cached window path
+	 * (vol_chunk_read), so that neighbouring small reads hit the cache. */
+	for (size_t i = 0; i < n && i < sizeof want; i++) {
+		const meta_extent *e = &ex[i];
+		if (!want[i] || done[i] || e->chunk_off != 0 || e->len != ch[i].raw_len)
+			continue;
+		if (!g && !(g = calloc(n, sizeof *g))) {
+			rc = cairn_errf(CAIRN_E_NOMEM, "read: %zu requests", n);
+			goto out;
+		}
+		rget *q = &g[ng++];
+		q->i = i;
+		q->dst = buf + (e->off - off);
+		q->r.op = OBJ_OP_GET;
+		q->r.key = sg[i].key;
+		q->r.buf = q->dst;
+		q->r.off = ch[i].seg_off + SEG_FRAME_HDR_SIZE;
+		q->r.len = ch[i].raw_len;
+		q->r.user = q;
+	}
+	if (!ng)
+		goto out;
+	if ((rc = objstore_batch_new(vol->os, &b)))
+		goto out;
+	for (size_t k = 0; k < ng; k++)
+		if ((rc = objstore_submit(b, &g[k].r)))
+			goto out;
+	if ((rc = objstore_batch_wait(b)))
+		goto out;
+	for (size_t k = 0; k < ng; k++) {
+		rget *q = &g[k];
+		size_t i = q->i;
+		if (q->r.got != ch[i].raw_len) {
+			rc = cairn_errf(CAIRN_E_CORRUPT, "segment %s: chunk at %" PRIu64
+					" is short (%" PRIu64 " of %u bytes)", sg[i].key,
+					ch[i].seg_off, q->r.got, ch[i].raw_len);
+			goto out;
+		}
+		if (cairn_crc32c(0, q->dst, ch[i].raw_len) != ch[i].crc) {
+			rc = cairn_errf(CAIRN_E_CORRUPT, "segment %s: chunk at %" PRIu64
+					" fails its checksum", sg[i].key, ch[i].seg_off);
+			CAIRN_ERROR(VOL_MOD, "%s", cairn_errmsg());
+			goto out;
+		}
+		done[i] = 1;
+	}
+	__atomic_add_fetch(&vol->st.reads_parallel, ng, __ATOMIC_RELAXED);
+out:
+	objstore_batch_free(b);
+	free(g);
+	return rc;
+}
+
+void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
+{
+	struct vra *ra = ra_get(vol, vi);
+	enum { MAXE = 64 };
+	meta_extent ex[MAXE];
+	meta_chunk ch[MAXE];
+	meta_seg sg[MAXE];
+	size_t cnt = 0;
+	meta_txn *t;
+	uint64_t local_seg = 0, end = off + n;
+	int local = 0;
+
+	if (!ra || vol->o.no_upload)
+		return;
+	pthread_mutex_lock(&ra->mu);
+	uint64_t exp = ra->next_off;
+	int seq = exp != UINT64_MAX && off + VOL_RA_SLACK >= exp && off <= exp + VOL_RA_SLACK;
+	ra->win = seq ? (ra->win ? ra->win * 2 : 2) : 0;
+	if (ra->win > vol->o.stream_readahead)
+		ra->win = vol->o.stream_readahead;
+	ra->next_off = end;
+	unsigned win = ra->win;
+	pthread_mutex_unlock(&ra->mu);
+	if (!win || end >= vi->size)
+		return;
+	/* The chunks of the next win * average bytes (at most MAXE). */
+	uint64_t span = (uint64_t)win * vol->o.stream_chunk_avg * 2;
+	if (meta_read_begin(vol->meta, &t)) {
+		cairn_err_clear();
+		return;
+	}
+	int rc = meta_extent_lookup(t, vi->ino, end, span, ex, MAXE, &cnt);
+	for (size_t i = 0; !rc && i < cnt; i++) {
+		if (!ex[i].chunk)
+			continue;
+		rc = meta_chunk_get(t, ex[i].chunk, &ch[i]);
+		if (!rc)
+			rc = meta_seg_get(t, ch[i].seg, &sg[i]);
+	}
+	meta_read_end(t);
+	if (rc) {
+		cairn_err_clear();
+		return;
+	}
+	pthread_mutex_lock(&ra->mu);
+	unsigned started = 0;
+	for (size_t i = 0; i < cnt && started < win; i++) {
+		if (!ex[i].chunk || !remote_ok(vol, &ch[i], &sg[i], &local_seg, &local))
+			continue;
+		if (i > 0 && ex[i].chunk == ex[i - 1].chunk)
+			continue;
+		started++;
+		if (ra_find(ra, ch[i].id))
+			continue;
+		if (!ra_start(ra, &ch[i], sg[i].key, win + 2))
+			break;
+	}
+	pthread_mutex_unlock(&ra->mu);
+}

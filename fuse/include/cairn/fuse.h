@@ -1,0 +1,84 @@
+/*
+ * cairn/fuse.h - the FUSE mount of a volume (library cairn_fuse), what the
+ * `cairn mount`, `cairn umount` and `cairn stats` commands call.
+ *
+ * The mount daemon is the volume's owner process.  cairn_mount() either
+ * serves the mount in the calling process (foreground) or forks a daemon
+ * and returns once the mount is live (or with the daemon's error).  Only
+ * the volume API (cairn/volume.h) is used: never LMDB or segments.
+ *
+ * Guarantees (docs/fuse.md):
+ *   1. The volume is opened only after daemonizing, so the owner lock
+ *      names the daemon's pid.
+ *   2. cairn_mount() in background mode returns 0 only after the kernel
+ *      mount exists; otherwise it returns the daemon's error with the
+ *      daemon's message (cairn_errmsg()).
+ *   3. SIGTERM, SIGINT, SIGHUP and an unmount end the session; the daemon
+ *      then closes every open file, commits everything (volume_close) and
+ *      exits 0 if all of it succeeded.
+ *   4. cairn_umount() flushes (a synced commit through the control file),
+ *      unmounts, and waits until the daemon has closed the volume, so a
+ *      remount right after it succeeds.  A mount whose daemon died
+ *      ("transport endpoint is not connected") is detached.
+ */
+#ifndef CAIRN_FUSE_H
+#define CAIRN_FUSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Name of the hidden control file at the root of every mount (not listed
+ * by readdir).  Reading it gives the statistics ("key value" lines);
+ * fsync of it commits everything (volume_sync). */
+#define CAIRN_FUSE_CTL_NAME ".cairn-stats"
+
+typedef struct cairn_mount_opts {
+	const char *volume_dir;   /* the volume (required) */
+	const char *mountpoint;   /* an existing directory (required) */
+	int foreground;           /* 1: serve in this process */
+	int read_only;
+	int allow_other;
+	int debug;                /* libfuse request tracing (foreground) */
+	int durability;           /* -1: volume default; CAIRN_DUR_* */
+	uint64_t cache_size;      /* 0: volume default */
+	double entry_timeout;     /* seconds; < 0: default 10 */
+	double attr_timeout;      /* seconds; < 0: default 10 */
+	const char *log_file;     /* background daemon's log; NULL:
+				     <volume_dir>/mount.log */
+	char fuse_opts[512];      /* extra comma-separated mount options
+				     (nosuid, nodev, noexec, ...) */
+} cairn_mount_opts;
+
+/* Defaults: durability -1, timeouts -1, everything else 0/NULL. */
+void cairn_mount_opts_init(cairn_mount_opts *o);
+
+/* Parse one -o list ("ro,allow_other,durability=remote,...") into o.
+ * Standard mount(8)/fstab options that mean nothing here (defaults,
+ * auto, noauto, user, nofail, _netdev, x-*, ...) are accepted and
+ * ignored.  Errors: CAIRN_E_INVAL naming the option. */
+int cairn_mount_opts_parse(cairn_mount_opts *o, const char *list);
+
+/* Mount (see the guarantees above).  Foreground: returns when the session
+ * ends, with the first error of the shutdown.  Errors: CAIRN_E_INVAL
+ * (bad mount point), CAIRN_E_BUSY (volume in use: the message names the
+ * pid), the errors of volume_open, CAIRN_E_IO (the kernel mount failed). */
+int cairn_mount(const cairn_mount_opts *o);
+
+/* Flush and unmount mountpoint, then wait up to wait_ms for the daemon to
+ * exit.  Errors: CAIRN_E_INVAL (not a cairn mount), CAIRN_E_BUSY (files
+ * open on the mount), CAIRN_E_TIMEOUT (the daemon did not exit), CAIRN_E_IO. */
+int cairn_umount(const char *mountpoint, unsigned wait_ms);
+
+/* Read the statistics of the mount at mountpoint into buf ("key value"
+ * lines, NUL-terminated).  Errors: CAIRN_E_INVAL (not a cairn mount),
+ * CAIRN_E_IO (the daemon is gone). */
+int cairn_mount_stats(const char *mountpoint, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

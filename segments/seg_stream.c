@@ -1,0 +1,402 @@
+/*
+ * seg_stream.c - the stream segment writer: one large file's bytes, fed in
+ * arbitrary pieces, cut into content-defined chunks (FastCDC) and appended
+ * as raw frames to a stream segment (SEG_KIND_STREAM) through a seg_writer.
+ * The SHA-256 of every chunk is computed while its bytes stream through
+ * (from the chunk buffer, never a second read of the file), for
+ * deduplication by the space layer.
+ *
+ *   seg_stream_create --> [OPEN] --write--> [OPEN] (bytes go to the chunk
+ *                            |                      buffer; every cut appends
+ *                            |                      one frame to the file)
+ *                            +--cut------> [OPEN]   (force a chunk end: fsync)
+ *                            +--seg_stream_writer: sync, seal via seg_writer
+ *   seg_stream_close from any state.
+ *
+ * Chunking (FastCDC, normalized): a gear hash over the bytes of the current
+ * chunk; no cut before min_chunk bytes; between min and avg a cut needs
+ * (bits+1) zero bits of the hash, after avg only (bits-1), so chunk sizes
+ * cluster around avg; a chunk never exceeds max_chunk.  The gear hash only
+ * depends on the last 64 bytes, and it starts 64 bytes before min_chunk, so
+ * boundaries depend only on content, never on how the writes were split:
+ * an insertion early in a file shifts bytes but the later boundaries (and
+ * hashes) come back.
+ *
+ * Invariants:
+ *   1. Memory is two chunk buffers of max_chunk bytes and the list of
+ *      chunks not yet taken by the caller, whatever the stream's length.
+ *      While the caller chunks the next bytes into one buffer, a worker
+ *      thread hashes and appends the previous chunk from the other (a
+ *      pipeline: chunking | SHA-256 + crc + write).  seg_stream_cut and
+ *      seg_stream_drain wait for the worker: after them every fed byte up
+ *      to the last cut is in the file and in the ready list.
+ *   2. Chunk k's first byte is stream byte sum(len of chunks < k); chunks
+ *      tile the stream; the buffered bytes are the tail after the last cut.
+ *   3. Every frame is raw (never compressed), so the frame's stored bytes
+ *      are the file's bytes: a reader may fetch a sub-range of a chunk.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn/codec.h"
+#include "cairn/err.h"
+#include "seg_int.h"
+
+static uint64_t gear[256];
+static pthread_once_t gear_once = PTHREAD_ONCE_INIT;
+
+static void gear_init(void)
+{
+	/* splitmix64 from a fixed seed: the table (and so every boundary)
+	 * is the same in every build and on every machine. */
+	uint64_t x = 0x63616972 /* "cair" */;
+	for (int i = 0; i < 256; i++) {
+		uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		gear[i] = z ^ (z >> 31);
+	}
+}
+
+struct seg_stream {
+	seg_writer *w;
+	seg_stream_opts o;
+	uint64_t mask_s, mask_l;
+	uint8_t *buf[2];        /* chunk buffers: one filled by the caller, */
+	int cur;                /* the other (maybe) hashed and written */
+	size_t cl;              /* bytes in buf[cur] */
+	uint64_t h;             /* gear hash of the current chunk */
+	uint64_t pos;           /* stream bytes fed */
+	pthread_t thr;
+	int thr_ok;
+	pthread_mutex_t mu;     /* guards everything below */
+	pthread_cond_t cv;
+	int job;                /* buffer handed to the worker, -1: none */
+	size_t job_len;
+	uint64_t job_pos;
+	int busy[2];            /* buffer queued or being written */
+	int stop;
+	int err;                /* sticky error of the worker */
+	char errmsg[256];
+	seg_stream_chunk *ch;   /* appended chunks not yet taken */
+	size_t nch, cch;
+};
+
+static unsigned log2u(uint32_t v)
+{
+	unsigned b = 0;
+	while (v > 1) {
+		v >>= 1;
+		b++;
+	}
+	return b;
+}
+
+int seg_stream_opts_check(seg_stream_opts *o)
+{
+	if (!o->avg_chunk)
+		o->avg_chunk = SEG_STREAM_AVG_CHUNK;
+	if (!o->min_chunk)
+		o->min_chunk = o->avg_chunk / 4;
+	if (!o->max_chunk)
+		o->max_chunk = o->avg_chunk * 4 < SEG_FRAME_MAX_RAW ? o->avg_chunk * 4
+								     : SEG_FRAME_MAX_RAW;
+	if (o->avg_chunk < 256 || o->min_chunk < 64 || o->min_chunk > o->avg_chunk ||
+	    o->avg_chunk > o->max_chunk || o->max_chunk > SEG_FRAME_MAX_RAW)
+		return cairn_errf(CAIRN_E_INVAL,
+				  "stream chunk sizes min %u avg %u max %u: need 64 <= min <= "
+				  "avg <= max <= %u and avg >= 256", o->min_chunk,
+				  o->avg_chunk, o->max_chunk, SEG_FRAME_MAX_RAW);
+	return 0;
+}
+
+size_t seg_cdc_next(const seg_stream_opts *o, const void *buf, size_t len)
+{
+	seg_stream_opts oo = *o;
+	const uint8_t *p = buf;
+	uint64_t h = 0, ms, ml;
+	size_t i, start;
+	unsigned bits;
+
+	pthread_once(&gear_once, gear_init);
+	if (seg_stream_opts_check(&oo)) {
+		cairn_err_clear();
+		return len;
+	}
+	bits = log2u(oo.avg_chunk);
+	ms = ~0ULL << (64 - (bits + 1));
+	ml = ~0ULL << (64 - (bits - 1));
+	if (len <= oo.min_chunk)
+		return len;
+	start = oo.min_chunk > 64 ? oo.min_chunk - 64 : 0;
+	for (i = start; i < len && i < oo.max_chunk; i++) {
+		h = (h << 1) + gear[p[i]];
+		if (i + 1 >= oo.min_chunk && !(h & (i + 1 < oo.avg_chunk ? ms : ml)))
+			return i + 1;
+	}
+	return i;
+}
+
+static void *worker(void *arg);
+
+int seg_stream_create(cairn_uring *u, const char *path, const seg_id *id,
+		      const seg_stream_opts *opts, seg_stream **out)
+{
+	seg_writer_opts wo = { .zstd_level = -1 };
+	seg_stream *s;
+	unsigned bits;
+	int rc;
+
+	*out = NULL;
+	if (id->kind != SEG_KIND_STREAM)
+		return cairn_errf(CAIRN_E_INVAL, "stream segment %s: kind %d is not stream",
+				  path, id->kind);
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return cairn_errf(CAIRN_E_NOMEM, "stream segment %s", path);
+	s->job = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (opts)
+		s->o = *opts;
+	if ((rc = seg_stream_opts_check(&s->o)))
+		goto fail;
+	pthread_once(&gear_once, gear_init);
+	bits = log2u(s->o.avg_chunk);
+	s->mask_s = ~0ULL << (64 - (bits + 1));
+	s->mask_l = ~0ULL << (64 - (bits - 1));
+	s->buf[0] = malloc(s->o.max_chunk);
+	s->buf[1] = malloc(s->o.max_chunk);
+	if (!s->buf[0] || !s->buf[1]) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "stream segment %s: chunk buffers of %u bytes",
+				path, s->o.max_chunk);
+		goto fail;
+	}
+	if ((rc = seg_writer_create(u, path, id, &wo, &s->w)))
+		goto fail;
+	if (pthread_create(&s->thr, NULL, worker, s) != 0) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "stream segment %s: writer thread", path);
+		goto fail;
+	}
+	s->thr_ok = 1;
+	*out = s;
+	return 0;
+fail:
+	seg_stream_close(s);
+	return rc;
+}
+
+/* The worker: hash a cut chunk, append it as one frame (tagged with its
+ * segment offset, as the volume tags packed frames), record it.  Runs
+ * beside the caller, who goes on chunking the next bytes. */
+static void *worker(void *arg)
+{
+	seg_stream *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (s->job < 0 && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->job < 0)
+			break;
+		int b = s->job;
+		size_t len = s->job_len;
+		uint64_t pos = s->job_pos;
+		int failed = s->err != 0;
+		s->job = -1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+
+		seg_stream_chunk c;
+		int rc = 0;
+		memset(&c, 0, sizeof c);
+		c.pos = pos;
+		if (!failed) {
+			rc = cairn_sha256(s->buf[b], len, c.hash);
+			if (!rc)
+				rc = seg_writer_append(s->w, seg_writer_size(s->w), s->buf[b], len,
+						       &c.fr);
+		}
+		pthread_mutex_lock(&s->mu);
+		if (!failed && !rc && s->nch == s->cch) {
+			size_t nc = s->cch ? s->cch * 2 : 64;
+			seg_stream_chunk *nv = realloc(s->ch, nc * sizeof *nv);
+			if (!nv) {
+				rc = cairn_errf(CAIRN_E_NOMEM, "stream segment %s: chunk list",
+						seg_writer_path(s->w));
+			} else {
+				s->ch = nv;
+				s->cch = nc;
+			}
+		}
+		if (rc && !s->err) {
+			s->err = rc;
+			cairn_err_copy(s->errmsg, sizeof s->errmsg);
+		} else if (!failed && !rc) {
+			s->ch[s->nch++] = c;
+		}
+		s->busy[b] = 0;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Hand the current chunk to the worker and switch buffers. */
+static int emit(seg_stream *s)
+{
+	int rc = 0;
+
+	if (!s->cl)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	while (s->job >= 0 && !s->err)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->err) {
+		rc = cairn_err_set(s->err, s->errmsg);
+		pthread_mutex_unlock(&s->mu);
+		return rc;
+	}
+	s->job = s->cur;
+	s->job_len = s->cl;
+	s->job_pos = s->pos - s->cl;
+	s->busy[s->cur] = 1;
+	pthread_cond_broadcast(&s->cv);
+	s->cur ^= 1;
+	while (s->busy[s->cur])
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->err)
+		rc = cairn_err_set(s->err, s->errmsg);
+	pthread_mutex_unlock(&s->mu);
+	s->cl = 0;
+	s->h = 0;
+	return rc;
+}
+
+int seg_stream_drain(seg_stream *s)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	while (s->job >= 0 || s->busy[0] || s->busy[1])
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->err)
+		rc = cairn_err_set(s->err, s->errmsg);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+int seg_stream_write(seg_stream *s, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t hstart = s->o.min_chunk > 64 ? s->o.min_chunk - 64 : 0;
+	int rc;
+
+	while (len) {
+		size_t room = s->o.max_chunk - s->cl, n = len < room ? len : room;
+		size_t i = 0, take = n;
+		int cut = 0;
+
+		/* Skip the bytes before the hash window (FastCDC's skip of the
+		 * minimum size), then look for a boundary. */
+		if (s->cl + n > hstart) {
+			uint64_t h = s->h;
+			i = s->cl < hstart ? hstart - s->cl : 0;
+			for (; i < n; i++) {
+				size_t at = s->cl + i + 1;  /* chunk length if cut here */
+				h = (h << 1) + gear[p[i]];
+				if (at >= s->o.min_chunk &&
+				    !(h & (at < s->o.avg_chunk ? s->mask_s : s->mask_l))) {
+					take = i + 1;
+					cut = 1;
+					break;
+				}
+			}
+			s->h = h;
+		}
+		memcpy(s->buf[s->cur] + s->cl, p, take);
+		s->cl += take;
+		s->pos += take;
+		p += take;
+		len -= take;
+		if (cut || s->cl == s->o.max_chunk)
+			if ((rc = emit(s)))
+				return rc;
+	}
+	return 0;
+}
+
+int seg_stream_cut(seg_stream *s)
+{
+	int rc = emit(s);
+	return rc ? rc : seg_stream_drain(s);
+}
+
+size_t seg_stream_ready(seg_stream *s)
+{
+	pthread_mutex_lock(&s->mu);
+	size_t n = s->nch;
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+int seg_stream_chunk_get(seg_stream *s, size_t i, seg_stream_chunk *out)
+{
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	if (i < s->nch)
+		*out = s->ch[i];
+	else
+		rc = cairn_errf(CAIRN_E_RANGE, "stream chunk %zu of %zu", i, s->nch);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void seg_stream_take(seg_stream *s, size_t n)
+{
+	pthread_mutex_lock(&s->mu);
+	if (n > s->nch)
+		n = s->nch;
+	memmove(s->ch, s->ch + n, (s->nch - n) * sizeof *s->ch);
+	s->nch -= n;
+	pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t seg_stream_pos(const seg_stream *s)
+{
+	return s->pos;
+}
+
+const uint8_t *seg_stream_pending(const seg_stream *s, size_t *len)
+{
+	*len = s->cl;
+	return s->buf[s->cur];
+}
+
+seg_writer *seg_stream_writer(seg_stream *s)
+{
+	return s->w;
+}
+
+void seg_stream_close(seg_stream *s)
+{
+	if (!s)
+		return;
+	if (s->thr_ok) {
+		pthread_mutex_lock(&s->mu);
+		while (s->job >= 0 || s->busy[0] || s->busy[1])
+			pthread_cond_wait(&s->cv, &s->mu);
+		s->stop = 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->thr, NULL);
+	}
+	seg_writer_close(s->w);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s->buf[0]);
+	free(s->buf[1]);
+	free(s->ch);
+	free(s);
+}
