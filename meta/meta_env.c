@@ -14,7 +14,9 @@
  *     be active in the process, hence map_lock: readers hold it shared for
  *     the life of a read transaction, growth takes it exclusive.
  *   - Durability flags: the environment runs with MDB_NOSYNC (or
- *     MDB_NOMETASYNC with opts.safe_relaxed); syncing is meta_txn.c's job.
+ *     MDB_NOMETASYNC with opts.safe_relaxed = META_RELAXED_SYNC_EACH);
+ *     syncing is meta_txn.c's job, checkpoints (the default mode) are
+ *     meta_ckpt.c's: its recovery runs here before LMDB opens the file.
  *   - MDB_WRITEMAP (opts.writemap, default on): commits write through the
  *     shared map instead of pwrite()ing every dirty page, which triples
  *     small-transaction throughput; the price is that a wild pointer write
@@ -91,6 +93,12 @@ int meta_fault_hit(cairn_meta *m, int kind)
 	return m->fault_errno[kind];
 }
 
+/* A build knob for comparing the modes in the benchmark
+ * (-DMETA_DEFAULT_SAFE_RELAXED=1); not for production builds. */
+#ifndef META_DEFAULT_SAFE_RELAXED
+#define META_DEFAULT_SAFE_RELAXED META_RELAXED_PINNED
+#endif
+
 void meta_opts_init(meta_opts *o)
 {
 	memset(o, 0, sizeof *o);
@@ -101,9 +109,9 @@ void meta_opts_init(meta_opts *o)
 	o->wal_keep = 100000;
 	o->writemap = 1;
 	/* The brief: relaxed never corrupts the database.  MDB_NOSYNC alone
-	 * can, on an OS crash (docs/metadata.md), so the safe mode is the
-	 * default until the pinned-snapshot scheme lands. */
-	o->safe_relaxed = 1;
+	 * can, on an OS crash (docs/metadata.md); pinned checkpoints make it
+	 * safe without a sync per commit. */
+	o->safe_relaxed = META_DEFAULT_SAFE_RELAXED;
 }
 
 /* With MDB_WRITEMAP, LMDB writes through a shared map of a sparse file: a
@@ -177,6 +185,9 @@ int meta_read_begin(cairn_meta *m, meta_txn **out)
 			mdb_txn_abort(t->txn);
 			free(t);
 			t = NULL;
+			pthread_mutex_lock(&m->pool_lock);
+			m->nslots--;
+			pthread_mutex_unlock(&m->pool_lock);
 		}
 	}
 	if (!t) {
@@ -186,6 +197,18 @@ int meta_read_begin(cairn_meta *m, meta_txn **out)
 			goto fail;
 		}
 		t->m = m;
+		/* max_readers counts the caller's slots (in use or pooled): the
+		 * checkpoint pins have their own (META_CKPT_READERS) */
+		pthread_mutex_lock(&m->pool_lock);
+		int full = m->nslots >= m->opts.max_readers;
+		if (!full)
+			m->nslots++;
+		pthread_mutex_unlock(&m->pool_lock);
+		if (full) {
+			free(t);
+			rc = meta_lmdb_err(MDB_READERS_FULL, "begin read transaction");
+			goto fail;
+		}
 		for (int tries = 0;; tries++) {
 			err = mdb_txn_begin(m->env, NULL, MDB_RDONLY, &t->txn);
 			if (err == MDB_READERS_FULL && tries == 0) {
@@ -200,6 +223,9 @@ int meta_read_begin(cairn_meta *m, meta_txn **out)
 		}
 		if (err) {
 			free(t);
+			pthread_mutex_lock(&m->pool_lock);
+			m->nslots--;
+			pthread_mutex_unlock(&m->pool_lock);
 			rc = meta_lmdb_err(err, "begin read transaction");
 			goto fail;
 		}
@@ -223,6 +249,8 @@ void meta_read_end(meta_txn *t)
 	if (m->npool < m->cappool) {
 		m->pool[m->npool++] = t;
 		t = NULL;
+	} else {
+		m->nslots--;
 	}
 	pthread_mutex_unlock(&m->pool_lock);
 	if (t) {
@@ -466,10 +494,13 @@ static int env_setup(cairn_meta *m)
 	err = mdb_get(txn, m->dbi[MT_LOCAL], &k, &v);
 	if (!err && v.mv_size == 8)
 		m->last_lsn = rle64(v.mv_data);
+	size_t txnid = mdb_txn_id(txn);
 	err = mdb_txn_commit(txn);
 	if (err)
 		return meta_lmdb_err(err, "commit setup transaction");
-	return 0;
+	/* like every commit: pages of the checkpoint's snapshot it freed are
+	 * saved first (meta_ckpt.c) */
+	return meta_undo_note(m, txnid);
 }
 
 int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
@@ -494,6 +525,14 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 		m->opts.map_max = m->opts.map_size;
 	if (!m->opts.max_readers)
 		m->opts.max_readers = 510;
+	if (m->opts.safe_relaxed < META_RELAXED_UNSAFE || m->opts.safe_relaxed > META_RELAXED_PINNED) {
+		int mode = m->opts.safe_relaxed;
+		free(m);
+		return cairn_errf(CAIRN_E_INVAL, "safe_relaxed %d is not a META_RELAXED_* mode", mode);
+	}
+	m->env_fd = -1;
+	m->ck_fd = -1;
+	m->u_fd[0] = m->u_fd[1] = -1;
 	snprintf(m->dir, sizeof m->dir, "%s", dir);
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
@@ -531,15 +570,22 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 		goto fail;
 	}
 	if ((err = mdb_env_set_maxdbs(m->env, MT_COUNT + 2)) ||
-	    (err = mdb_env_set_maxreaders(m->env, m->opts.max_readers)) ||
+	    (err = mdb_env_set_maxreaders(m->env, m->opts.max_readers + META_CKPT_READERS)) ||
 	    (err = mdb_env_set_mapsize(m->env, (size_t)m->opts.map_size))) {
 		rc = meta_lmdb_err(err, "configure LMDB environment");
 		mdb_env_close(m->env);
 		m->env = NULL;
 		goto fail;
 	}
+	/* after an OS crash, put the synced meta pages back first */
+	if ((rc = meta_ckpt_recover(m))) {
+		mdb_env_close(m->env);
+		m->env = NULL;
+		goto fail;
+	}
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (m->opts.writemap ? MDB_WRITEMAP : 0) |
-			 (m->opts.safe_relaxed ? MDB_NOMETASYNC : MDB_NOSYNC);
+			 (m->opts.safe_relaxed == META_RELAXED_SYNC_EACH ? MDB_NOMETASYNC
+									  : MDB_NOSYNC);
 	if ((err = mdb_env_open(m->env, dir, flags, 0644))) {
 		rc = meta_lmdb_err(err, dir);
 		mdb_env_close(m->env);
@@ -550,6 +596,8 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 	mdb_env_info(m->env, &info);
 	m->map_size = info.me_mapsize;
 	if ((rc = env_prealloc(m, m->map_size)))
+		goto fail;
+	if (m->opts.safe_relaxed == META_RELAXED_PINNED && (rc = meta_ckpt_open(m)))
 		goto fail;
 	if ((rc = env_setup(m)))
 		goto fail;
@@ -569,7 +617,7 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 				dir, (unsigned long long)fmt, META_SCHEMA_VERSION);
 		goto fail;
 	}
-	if ((rc = meta_txn_start_flusher(m)))
+	if ((rc = meta_txn_start_flusher(m)) || (rc = meta_undo_start(m)))
 		goto fail;
 	if (!fmt && !m->opts.replica) {
 		rc = meta_write(m, META_SYNCED, META_OP_FORMAT, format_fn, NULL, NULL);
@@ -587,6 +635,8 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 fail:
 	if (m->env)
 		meta_txn_stop_flusher(m);
+	meta_undo_stop(m);
+	meta_ckpt_close(m);
 	if (m->env)
 		mdb_env_close(m->env);
 	if (lockfd >= 0)
@@ -601,12 +651,21 @@ int meta_close(cairn_meta *m)
 	if (!m)
 		return 0;
 	meta_txn_stop_flusher(m);
+	meta_undo_stop(m);
 	int rc = m->flush_err;
-	if (!m->failed) {
+	if (m->failed) {
+		/* nothing more can be made durable */
+	} else if (m->opts.safe_relaxed == META_RELAXED_PINNED) {
+		int r = meta_ckpt(m, __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST), 0,
+				  MCK_CLEAN);
+		if (r && !rc)
+			rc = cairn_err_wrap(r, "final metadata checkpoint");
+	} else {
 		int err = mdb_env_sync(m->env, 1);
 		if (err && !rc)
 			rc = meta_lmdb_err(err, "final metadata sync");
 	}
+	meta_ckpt_close(m);
 	for (size_t i = 0; i < m->npool; i++) {
 		mdb_txn_abort(m->pool[i]->txn);
 		free(m->pool[i]);

@@ -5,6 +5,7 @@
  * Module map:
  *   meta_env.c     open/close, map growth, reader pool, fault hooks
  *   meta_txn.c     group commit, the flusher, logged put/del
+ *   meta_ckpt.c    checkpoints: crash-safe relaxed durability (side file)
  *   meta_rec.c     key and value encodings (docs/format.md)
  *   meta_ns.c      namespace operations
  *   meta_extent.c  extent maps
@@ -103,6 +104,7 @@ struct cairn_meta {
 	pthread_mutex_t pool_lock;
 	meta_txn **pool;
 	size_t npool, cappool;
+	unsigned nslots;        /* reader slots held by read txns (pooled too) */
 
 	/* group commit */
 	pthread_mutex_t q_lock;
@@ -128,6 +130,39 @@ struct cairn_meta {
 	uint64_t *open_ino;
 	uint32_t *open_cnt;
 	size_t open_cap, open_n;
+
+	/* checkpoints (meta_ckpt.c; opts.safe_relaxed == META_RELAXED_PINNED) */
+	int env_fd;             /* data.mdb */
+	unsigned psize;         /* LMDB page size */
+	int ck_fd;              /* meta.synced, -1 until the first checkpoint */
+	int ck_new;             /* created by this open: fsync the directory */
+	uint64_t ck_seq;        /* seq of the newest slot written */
+	uint64_t ck_txnid;      /* snapshot that slot names */
+	MDB_txn *ck_pin;        /* read txn pinning that snapshot */
+	char boot_id[40];
+	int test_nopin;         /* tests: drop the pin right away (unsafe) */
+	/* undo log (meta_ckpt.c): pages of the checkpoint's snapshot T saved
+	 * before LMDB may reuse them, so that the pin need not last */
+	int undo;               /* on (default in PINNED mode) */
+	uint8_t *u_map;         /* bit set: page of T not saved yet */
+	uint64_t u_last;        /* T's last page */
+	uint64_t u_epoch;       /* seq of the slot the epoch belongs to */
+	int64_t u_epoch_ns;     /* when it started (monotonic) */
+	uint64_t u_lastw;       /* txnid of the last commit (atomic) */
+	mt_buf u_buf;           /* records not written yet (leader only) */
+	mt_buf u_retry;         /* records a failed flush could not write
+	                           (under sync_lock) */
+	uint64_t u_off;         /* append offset in the epoch's undo file */
+	int u_fd[2];            /* meta.undo.0, meta.undo.1 */
+	MDB_txn *u_pin;         /* rolling pin: records freed at/after it wait */
+	MDB_txn *u_rd;          /* reads free-list records after commits */
+	unsigned undo_ms;       /* rolling pin period */
+	uint64_t restored;      /* pages put back at open (tests) */
+	pthread_t u_thread;
+	int u_thread_on;
+	/* tests: called after each checkpoint is durable (under sync_lock) */
+	void (*test_ckpt_hook)(cairn_meta *m, void *arg);
+	void *test_ckpt_arg;
 
 	/* WAL trimming */
 	uint64_t wal_first;     /* cached lowest retained LSN (0 unknown) */
@@ -175,7 +210,32 @@ int mt_cursor(meta_txn *t, int tbl, MDB_cursor **c);
 int mt_need_write(meta_txn *t);
 int meta_txn_start_flusher(cairn_meta *m);
 void meta_txn_stop_flusher(cairn_meta *m);
-int meta_sync_upto(cairn_meta *m, uint64_t seq);
+int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader);
+
+/* ---- meta_ckpt.c ---- */
+/* reader slots for checkpoints: the rolling pin, the previous epoch's,
+ * the next one, and the free-list reader of meta_undo_note */
+#define META_CKPT_READERS 4
+#define MCK_CLEAN 0x1u   /* final checkpoint of meta_close */
+#define MCK_FORCE 0x2u   /* write a slot even if nothing changed */
+/* Before mdb_env_open: restore the synced meta pages after an OS crash
+ * (other modes: remove a stale side file). */
+int meta_ckpt_recover(cairn_meta *m);
+/* After mdb_env_open, before any write: the first checkpoint. */
+int meta_ckpt_open(cairn_meta *m);
+/* Make every commit up to commit_seq `seq` durable and name it in the side
+ * file; have_leader: the caller holds group-commit leadership. */
+int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags);
+void meta_ckpt_close(cairn_meta *m);
+/* After the leader committed transaction txnid: save the pages of T it
+ * freed (leader only). */
+int meta_undo_note(cairn_meta *m, uint64_t txnid);
+/* Write and sync the saved pages, then move the rolling pin to now. */
+int meta_undo_flush(cairn_meta *m);
+int meta_undo_start(cairn_meta *m);
+void meta_undo_stop(cairn_meta *m);
+/* This boot's id (CAIRN_TEST_BOOT_ID overrides it, for tests). */
+int meta_boot_id(char out[40]);
 
 /* ---- meta_wal.c ---- */
 #define MW_HDR 32

@@ -21,7 +21,11 @@
  * Durability (docs/metadata.md): the environment runs with MDB_NOSYNC, so a
  * commit lands in the page cache: safe against a process crash.  SYNCED
  * callers return after an fdatasync covering their commit; RELAXED callers
- * rely on the flusher, which syncs every opts.flush_interval_ms.
+ * rely on the flusher, which syncs every opts.flush_interval_ms.  In the
+ * default mode (META_RELAXED_PINNED) every such sync is a checkpoint of
+ * meta_ckpt.c, which also keeps an OS crash from corrupting the
+ * environment; the leader's checkpoint runs while it still leads, the
+ * flusher's takes leadership only for the instant of its capture.
  *
  * Invariants:
  *   1. At most one leader; the LMDB write transaction lives only inside
@@ -40,6 +44,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "meta_int.h"
@@ -268,10 +273,36 @@ static int wal_store(meta_txn *t, unsigned op, uint64_t lsn)
 	return 0;
 }
 
+/* The map is full.  With pinned checkpoints, pages freed since the last
+ * checkpoint cannot be reused yet, so first move the pin to the present
+ * (once per batch), and grow only if that does not help. */
+static int batch_map_full(cairn_meta *m, int *ckpt_tried)
+{
+	if (m->opts.safe_relaxed == META_RELAXED_PINNED && !*ckpt_tried) {
+		*ckpt_tried = 1;
+		uint64_t seq = __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
+		int rc = meta_ckpt(m, seq, 1, 0);
+		if (rc)
+			return rc;
+		return 0;
+	}
+	return meta_env_grow(m);
+}
+
+/* Whether the file system holding dir has (almost) no free blocks left. */
+static int disk_full(const char *dir)
+{
+	struct statvfs sv;
+
+	if (statvfs(dir, &sv) != 0)
+		return 0;
+	return (uint64_t)sv.f_bavail * sv.f_frsize < (1u << 20);
+}
+
 static void run_batch(cairn_meta *m, meta_wnode *batch)
 {
 	meta_txn t;
-	int rc, err;
+	int rc, err, ckpt_tried = 0;
 	memset(&t, 0, sizeof t);
 	t.m = m;
 	t.write = 1;
@@ -311,7 +342,7 @@ restart:
 			rc = wal_store(&t, n->op, lsn + 1);
 		if (t.map_full) {
 			mdb_txn_abort(t.txn);
-			rc = meta_env_grow(m);
+			rc = batch_map_full(m, &ckpt_tried);
 			if (rc) {
 				batch_fail(batch, rc);
 				goto out;
@@ -341,7 +372,7 @@ restart:
 			rc = mt_lmdb_fail(&t, err, "put", MT_LOCAL);
 		if (rc && t.map_full) {
 			mdb_txn_abort(t.txn);
-			if ((rc = meta_env_grow(m))) {
+			if ((rc = batch_map_full(m, &ckpt_tried))) {
 				batch_fail(batch, rc);
 				goto out;
 			}
@@ -359,18 +390,31 @@ restart:
 					     "commit metadata: %s (injected)", strerror(err)));
 		goto out;
 	}
+	uint64_t txnid = mdb_txn_id(t.txn);
 	err = mdb_txn_commit(t.txn);
 	if (err == MDB_MAP_FULL) {
-		if ((rc = meta_env_grow(m))) {
+		if ((rc = batch_map_full(m, &ckpt_tried))) {
 			batch_fail(batch, rc);
 			goto out;
 		}
 		goto restart;
 	}
+	if (err == EIO && disk_full(m->dir)) {
+		/* LMDB reports a short write as EIO; on a full disk that is
+		 * what happens when the last blocks run out mid-write. */
+		err = ENOSPC;
+	}
 	if (err) {
 		/* LMDB aborted the transaction: nothing of it is visible */
 		batch_fail(batch, meta_lmdb_err(err, "commit metadata"));
 		goto out;
+	}
+	__atomic_store_n(&m->u_lastw, txnid, __ATOMIC_RELEASE);
+	if (m->undo && (rc = meta_undo_note(m, txnid))) {
+		/* the checkpoint's snapshot lost its protection: stop here */
+		cairn_err_copy(m->failmsg, sizeof m->failmsg);
+		__atomic_store_n(&m->failed, 1, __ATOMIC_RELEASE);
+		CAIRN_ERROR("meta", "%s", cairn_errmsg());
 	}
 	__atomic_store_n(&m->last_lsn, lsn, __ATOMIC_RELAXED);
 	uint64_t seq = __atomic_add_fetch(&m->commit_seq, 1, __ATOMIC_SEQ_CST);
@@ -383,9 +427,11 @@ out:
 	free(t.rec.p);
 }
 
-int meta_sync_upto(cairn_meta *m, uint64_t seq)
+int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader)
 {
 	int rc = 0;
+	if (m->opts.safe_relaxed == META_RELAXED_PINNED)
+		return meta_ckpt(m, seq, have_leader, 0);
 	pthread_mutex_lock(&m->sync_lock);
 	if (m->failed) {
 		rc = cairn_errf(CAIRN_E_IO, "metadata sync failed earlier (%s); reopen", m->failmsg);
@@ -414,7 +460,7 @@ out:
 
 int meta_sync(cairn_meta *m)
 {
-	return meta_sync_upto(m, __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST));
+	return meta_sync_upto(m, __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST), 0);
 }
 
 int meta_write(cairn_meta *m, meta_durability d, unsigned op,
@@ -453,7 +499,7 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 				if (x->synced && !x->rc && x->seq > sseq)
 					sseq = x->seq;
 			if (sseq)
-				(void)meta_sync_upto(m, sseq);
+				(void)meta_sync_upto(m, sseq, 1);
 			pthread_mutex_lock(&m->q_lock);
 			/* Hand the results over under q_lock and touch no node
 			 * afterwards: a waiter that sees done returns, and its
@@ -472,7 +518,7 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 	if (n.rc)
 		return cairn_err_set(n.rc, n.msg);
 	if (d == META_SYNCED && n.seq) {
-		int rc = meta_sync_upto(m, n.seq);
+		int rc = meta_sync_upto(m, n.seq, 0);
 		if (rc)
 			return rc;
 	}
@@ -501,7 +547,7 @@ static void *flusher_main(void *arg)
 		int rc = 0;
 		int failed = __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE);
 		if (!failed)
-			rc = meta_sync_upto(m, seq);  /* a no-op when already synced */
+			rc = meta_sync_upto(m, seq, 0);  /* a no-op when already synced */
 		if (!rc && !failed)
 			rc = meta_wal_trim(m);
 		if (rc && !m->flush_err) {

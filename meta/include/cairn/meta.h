@@ -25,7 +25,9 @@
  *   META_SYNCED   returns after the commit is on stable storage.
  *   META_RELAXED  returns after the commit is in LMDB (visible, and safe
  *                 against a process crash); a background flusher makes it
- *                 durable within opts.flush_interval_ms.
+ *                 durable within opts.flush_interval_ms.  An OS crash may
+ *                 lose the relaxed commits since the last flush, never
+ *                 corrupt the environment (opts.safe_relaxed).
  *
  * Errors are cairn_rc codes with a context message (cairn_errmsg()).  Every
  * function below lists the codes it may return besides CAIRN_E_NOMEM,
@@ -62,23 +64,35 @@ typedef struct meta_opts {
 	uint64_t map_size;          /* initial LMDB map size (default 256 MiB;
 	                               with writemap, allocated on disk) */
 	uint64_t map_max;           /* growth cap on MDB_MAP_FULL (default 1 TiB) */
-	unsigned max_readers;       /* LMDB reader slots (default 510) */
-	unsigned flush_interval_ms; /* relaxed window (default 1000; 0 = no flusher) */
+	unsigned max_readers;       /* LMDB reader slots for meta_read_begin
+	                               (default 510); checkpoints add 2 */
+	unsigned flush_interval_ms; /* relaxed window (default 1000; 0 = no flusher,
+	                               nor undo writer: then pages freed since
+	                               the last checkpoint wait for the next) */
 	uint64_t wal_keep;          /* WAL records kept when no consumer needs
 	                               older ones (default 100000) */
 	int replica;                /* 1: do not format an empty environment;
 	                               it is filled by meta_wal_apply() */
-	int safe_relaxed;           /* 1 (default): every commit syncs LMDB's
-	                               data pages (MDB_NOMETASYNC): an OS crash
-	                               can never corrupt the environment, at the
-	                               cost of one fdatasync per group commit;
-	                               0: MDB_NOSYNC, faster, but an OS crash may
-	                               corrupt (docs/metadata.md) */
+	int safe_relaxed;           /* how META_RELAXED commits reach the disk
+	                               (META_RELAXED_* below; default PINNED) */
 	int writemap;               /* 1 (default): LMDB MDB_WRITEMAP, commits
 	                               write through the map (much faster small
 	                               transactions); 0: pwrite + read-only map,
 	                               which turns a stray write into a crash */
 } meta_opts;
+
+/* meta_opts.safe_relaxed (docs/metadata.md "Durability"):
+ *   PINNED   (default) MDB_NOSYNC; every flush (and every SYNCED commit)
+ *            is a checkpoint: the synced snapshot's meta pages are saved in
+ *            meta.synced, and its pages in meta.undo.* before LMDB may reuse
+ *            them; after an OS crash both are written back at open.  Never
+ *            corrupted; relaxed commits cost no sync.
+ *   SYNC_EACH  MDB_NOMETASYNC: every group commit fdatasyncs its pages.
+ *            Never corrupted; about one fdatasync per group commit.
+ *   UNSAFE   MDB_NOSYNC alone: an OS crash may corrupt the environment. */
+#define META_RELAXED_UNSAFE 0
+#define META_RELAXED_SYNC_EACH 1
+#define META_RELAXED_PINNED 2
 
 /* Fill o with the defaults above. */
 void meta_opts_init(meta_opts *o);
@@ -94,7 +108,9 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out);
  * seen by the flusher or the final sync (the handle is freed anyway). */
 int meta_close(cairn_meta *m);
 
-/* Make every commit so far durable (one fdatasync). */
+/* Make every commit so far durable (one fdatasync; in the default mode a
+ * checkpoint: two).  Like meta_write, not while the same thread holds a
+ * read transaction. */
 int meta_sync(cairn_meta *m);
 
 /* ---- transactions ---------------------------------------------------- */
