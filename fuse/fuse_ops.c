@@ -700,11 +700,11 @@ static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 	reply_rc(req, rc, "fallocate");
 }
 
-/* One request instead of a READ/WRITE round trip per piece: the bytes
- * still move through the daemon's memory (an extent-sharing copy needs an
- * extent API in the volume; docs/fuse.md).  The kernel checked the flags,
- * the open modes and overlapping ranges of one file, and drops the
- * destination's cached pages afterwards. */
+/* An instant copy: the volume maps the destination range to the source's
+ * chunks (volume_copy_range, docs/fuse.md); no byte passes through the
+ * daemon, so bytes_read/bytes_written do not count it.  The kernel checked
+ * the flags, the open modes and overlapping ranges of one file, and drops
+ * the destination's cached pages afterwards. */
 static void cfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 				struct fuse_file_info *fi_in, fuse_ino_t ino_out,
 				off_t off_out, struct fuse_file_info *fi_out,
@@ -712,9 +712,8 @@ static void cfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 {
 	cfs *fs = req_fs(req);
 	cfh *hi = (cfh *)(uintptr_t)fi_in->fh, *ho = (cfh *)(uintptr_t)fi_out->fh;
-	size_t done = 0, piece = CFS_IO_MAX;
-	uint8_t *buf;
-	int rc = 0;
+	uint64_t done = 0;
+	int rc;
 
 	(void)ino_in;
 	(void)ino_out;
@@ -731,31 +730,49 @@ static void cfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!(buf = malloc(piece))) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	while (done < len) {
-		size_t want = len - done < piece ? len - done : piece, got = 0;
-		rc = volume_file_read(hi->f, buf, want, (uint64_t)off_in + done, &got);
-		if (rc || !got)
-			break;
-		rc = volume_file_write(ho->f, buf, got, (uint64_t)off_out + done);
-		if (rc)
-			break;
-		done += got;
-		if (got < want)
-			break;  /* end of the source */
-	}
-	free(buf);
-	/* Like write(2): a partial copy reports what was done. */
-	if (rc && !done) {
+	rc = volume_copy_range(fs->vol, hi->f, (uint64_t)off_in, ho->f, (uint64_t)off_out,
+			       (uint64_t)len, &done);
+	if (rc) {
 		reply_rc(req, rc, "copy_file_range");
 		return;
 	}
-	st_add(fs, CFS_ST_BYTES_READ, done);
-	st_add(fs, CFS_ST_BYTES_WRITTEN, done);
-	fuse_reply_write(req, done);
+	fuse_reply_write(req, (size_t)done);
+}
+
+/* SEEK_DATA / SEEK_HOLE from the extent map (the kernel answers SEEK_SET,
+ * SEEK_CUR and SEEK_END itself). */
+static void cfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		      struct fuse_file_info *fi)
+{
+	cfs *fs = req_fs(req);
+	cfh *h = (cfh *)(uintptr_t)fi->fh;
+	uint64_t at = 0;
+	int rc;
+
+	(void)ino;
+	st_add(fs, CFS_ST_OTHER, 1);
+	if (off < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (!h->f) {
+		/* The control file: all data, no hole.  Never ENOSYS, which
+		 * would turn lseek off for the whole mount. */
+		if ((uint64_t)off >= h->len)
+			fuse_reply_err(req, ENXIO);
+		else
+			fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)h->len);
+		return;
+	}
+	rc = volume_seek_data(h->f, (uint64_t)off, whence, &at);
+	if (rc) {
+		if (rc == CAIRN_E_NXIO)
+			fuse_reply_err(req, ENXIO);  /* an answer, not an error */
+		else
+			reply_rc(req, rc, "lseek");
+		return;
+	}
+	fuse_reply_lseek(req, (off_t)at);
 }
 
 /* ---- directories ---- */
@@ -1067,6 +1084,7 @@ const struct fuse_lowlevel_ops cfs_ops = {
 	.fsync = cfs_fsync,
 	.fallocate = cfs_fallocate,
 	.copy_file_range = cfs_copy_file_range,
+	.lseek = cfs_lseek,
 	.opendir = cfs_opendir,
 	.readdir = cfs_readdir,
 	.readdirplus = cfs_readdirplus,

@@ -55,6 +55,7 @@ static const struct {
 	[CAIRN_E_BADF] = {"CAIRN_E_BADF", "bad handle"},
 	[CAIRN_E_FBIG] = {"CAIRN_E_FBIG", "file too large"},
 	[CAIRN_E_MLINK] = {"CAIRN_E_MLINK", "too many links"},
+	[CAIRN_E_NXIO] = {"CAIRN_E_NXIO", "no such device or address"},
 };
 
 _Static_assert(sizeof rc_table / sizeof rc_table[0] == CAIRN_E__COUNT,
@@ -157,6 +158,7 @@ int cairn_rc_from_errno(int err)
 	case EBADF: return CAIRN_E_BADF;
 	case EFBIG: return CAIRN_E_FBIG;
 	case EMLINK: return CAIRN_E_MLINK;
+	case ENXIO: return CAIRN_E_NXIO;
 	case ECONNREFUSED: case ECONNRESET: case EHOSTUNREACH:
 	case ENETUNREACH: case EPIPE: return CAIRN_E_NET;
 	default: return CAIRN_E_IO;
@@ -190,6 +192,7 @@ int cairn_rc_to_errno(int rc)
 	case CAIRN_E_BADF: return EBADF;
 	case CAIRN_E_FBIG: return EFBIG;
 	case CAIRN_E_MLINK: return EMLINK;
+	case CAIRN_E_NXIO: return ENXIO;
 	default: return EIO; /* IO, CORRUPT, STORE, NET, VERSION, INTERNAL */
 	}
 }

@@ -7,12 +7,15 @@
  *   vol_stage.c  staging segment, commit, seal, uploader, chunk reads
  *   vol_stream.c large files: stream segments, multipart uploads from the
  *                spool, parallel reads and readahead (docs/large-files.md)
+ *   vol_fuse.c   extent-sharing copies (copy_file_range), SEEK_DATA/HOLE
  *
  * Lock order (never taken in the other direction):
  *   vinode.lk  ->  vol.st_mu  ->  vol.up_mu
  *   vol.it_mu is taken alone (to pin or unpin a vinode), or before a
  *   vinode lock only by the background pruner, which holds nothing else.
  *   vol.rd_mu (segment readers) is a leaf.
+ *   Two vinode locks are held together only by volume_copy_range
+ *   (vol_fuse.c), lower inode number first.
  *   A stream (vinode.st) is used under vinode.lk (written under the write
  *   lock); its readahead's vra.mu is a leaf taken under vinode.lk (read).
  */

@@ -27,7 +27,7 @@ int main(void)
 	CHECK(strcmp(cairn_strerror(9999), "unknown error code") == 0);
 	CHECK(strcmp(cairn_strerror(-1), "unknown error code") == 0);
 	/* Codes are ABI: their numbers never change. */
-	CHECK(CAIRN_E_NOMEM == 1 && CAIRN_E_STORE == 8 && CAIRN_E_MLINK == 30);
+	CHECK(CAIRN_E_NOMEM == 1 && CAIRN_E_STORE == 8 && CAIRN_E_MLINK == 30 && CAIRN_E_NXIO == 31);
 
 	CHECK_RC(cairn_errf(CAIRN_E_NOTFOUND, "open %s", "/x/y"), CAIRN_E_NOTFOUND);
 	CHECK(strcmp(cairn_errmsg(), "open /x/y") == 0);
@@ -62,7 +62,7 @@ int main(void)
 	/* errno translation round-trips for the POSIX codes FUSE needs. */
 	int errs[] = {ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG,
 		      ENODATA, EXDEV, ELOOP, EROFS, EINVAL, ENOSPC, EBADF,
-		      EFBIG, EMLINK, ERANGE, EAGAIN, ENOMEM, EBUSY};
+		      EFBIG, EMLINK, ERANGE, EAGAIN, ENOMEM, EBUSY, ENXIO};
 	for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++)
 		CHECK(cairn_rc_to_errno(cairn_rc_from_errno(errs[i])) == errs[i]);
 	CHECK(cairn_rc_to_errno(CAIRN_E_CORRUPT) == EIO);

@@ -67,6 +67,8 @@ typedef enum cairn_rc {
 	CAIRN_E_BADF = 28,        /* bad handle */
 	CAIRN_E_FBIG = 29,        /* file too large */
 	CAIRN_E_MLINK = 30,       /* too many links */
+	CAIRN_E_NXIO = 31,        /* no such offset (SEEK_DATA/SEEK_HOLE past
+	                             the data or the end of file) */
 	CAIRN_E__COUNT            /* keep last; never a return value */
 } cairn_rc;
 

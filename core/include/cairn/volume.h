@@ -252,6 +252,33 @@ uint64_t volume_file_ino(const cairn_file *f);
  * NULL is a no-op. */
 int volume_file_close(cairn_file *f);
 
+/* Copy file bytes [src_off, src_off+len) of src to dst at dst_off by
+ * sharing extents (copy_file_range(2), docs/volume.md "Copies and
+ * holes"): no data moves and no chunk is created; dst's range maps the
+ * same chunk bytes as src's (a later write to either file remaps only that
+ * file), holes of src become holes of dst.  Both files' buffered data is
+ * committed first; the remapping is one metadata transaction (relaxed,
+ * like other namespace changes: volume_file_fsync(dst) makes it durable).
+ * The copy stops at the end of src: *copied gets the bytes copied (0 at or
+ * past the end).  dst grows to dst_off + *copied if shorter; its mtime and
+ * ctime change.  Byte offsets need no alignment.
+ * Errors: CAIRN_E_INVAL (handles of another volume, or src and dst the
+ * same file with overlapping ranges: callers wanting that copy through
+ * a buffer), CAIRN_E_FBIG (dst range past the size limit), CAIRN_E_ROFS
+ * (dst in a snapshot), and the errors of volume_file_fsync. */
+int volume_copy_range(cairn_volume *vol, cairn_file *src, uint64_t src_off,
+		      cairn_file *dst, uint64_t dst_off, uint64_t len,
+		      uint64_t *copied);
+
+/* lseek(2) SEEK_DATA / SEEK_HOLE (the values of <unistd.h>): *out gets
+ * the first offset >= off inside data (SEEK_DATA) or inside a hole
+ * (SEEK_HOLE; the end of the file counts as a hole).  Holes are the
+ * ranges never written (sparse writes, extending truncation); buffered
+ * data is committed first.  Errors: CAIRN_E_NXIO (off at or past the end
+ * of the file, or SEEK_DATA with no data after off: ENXIO, as Linux),
+ * CAIRN_E_INVAL (another whence). */
+int volume_seek_data(cairn_file *f, uint64_t off, int whence, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif
