@@ -274,6 +274,14 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	vo.cache_size = o->cache_size;
 	if ((rc = volume_open(voldir, &vo, &vol)))
 		goto fail;
+	{
+		char note[PATH_MAX * 2 + 64];
+		snprintf(note, sizeof note, "mounted at %s; unmount it with 'cairn umount %s'",
+			 mp, mp);
+		/* Only a clearer message for a second opener: not fatal. */
+		if (volume_set_owner_note(vol, note))
+			CAIRN_WARN(FUSE_MOD, "%s", cairn_errmsg());
+	}
 	fs = malloc(sizeof *fs);
 	if (!fs) {
 		rc = cairn_errf(CAIRN_E_NOMEM, "mount state");

@@ -349,7 +349,7 @@ int volume_format(const char *dir, const cairn_format_opts *opts)
 
 static int lock_take(cairn_volume *vol)
 {
-	char path[4096], buf[64];
+	char path[4096], buf[3200];
 	int fd;
 	snprintf(path, sizeof path, "%s/lock", vol->dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -362,7 +362,15 @@ static int lock_take(cairn_volume *vol)
 		if (e != EWOULDBLOCK)
 			return cairn_errf(CAIRN_E_IO, "flock %s: %s", path, strerror(e));
 		buf[n > 0 ? n : 0] = 0;
-		buf[strcspn(buf, "\n")] = 0;
+		/* "pid\n" or "pid\nnote\n" (volume_set_owner_note) */
+		char *note = strchr(buf, '\n');
+		if (note) {
+			*note++ = 0;
+			note[strcspn(note, "\n")] = 0;
+		}
+		if (note && *note)
+			return cairn_errf(CAIRN_E_BUSY, "volume %s is in use by process %s, %s",
+					  vol->dir, n > 0 ? buf : "(unknown pid)", note);
 		return cairn_errf(CAIRN_E_BUSY, "volume %s is in use by process %s (lock %s)",
 				  vol->dir, n > 0 ? buf : "(unknown pid)", path);
 	}
@@ -373,6 +381,24 @@ static int lock_take(cairn_volume *vol)
 		return cairn_errf(CAIRN_E_IO, "write %s: %s", path, strerror(e));
 	}
 	vol->lock_fd = fd;
+	return 0;
+}
+
+int volume_set_owner_note(cairn_volume *vol, const char *note)
+{
+	char buf[3200];
+	size_t len = note ? strlen(note) : 0;
+	int n;
+
+	if (len > 3000 || (note && strchr(note, '\n')))
+		return cairn_errf(CAIRN_E_INVAL, "owner note must be one line of at most 3000 bytes");
+	n = snprintf(buf, sizeof buf, "%ld\n%s%s", (long)getpid(), note ? note : "",
+		     len ? "\n" : "");
+	/* Rewritten in place under our flock; a reader racing this sees the
+	 * pid with or without the note, both true. */
+	if (pwrite(vol->lock_fd, buf, (size_t)n, 0) != n ||
+	    ftruncate(vol->lock_fd, n) != 0)
+		return cairn_errf(CAIRN_E_IO, "write %s/lock: %s", vol->dir, strerror(errno));
 	return 0;
 }
 

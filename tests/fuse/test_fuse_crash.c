@@ -185,6 +185,10 @@ int main(void)
 	REQUIRE(pid > 0);
 	snprintf(path, sizeof path, "process %ld", pid);
 	CHECK(strstr(out, path));
+	/* ... and names the mount point and what to do */
+	snprintf(path, sizeof path, "mounted at %s; unmount it with 'cairn umount %s'",
+		 ft_mnt, ft_mnt);
+	CHECK(strstr(out, path));
 	snprintf(args, sizeof args, "--volume '%s' mount '%s'", ft_vol, ft_mnt);
 	CHECK(cli(out, sizeof out, args) == 1);
 	CHECK(strstr(out, "already a cairn mount"));

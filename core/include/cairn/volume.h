@@ -168,6 +168,13 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
  * data is committed).  Returns the first error met (vol is freed anyway). */
 int volume_close(cairn_volume *vol);
 
+/* Record what the owner is doing (e.g. "mounted at /mnt/x; unmount it with
+ * 'cairn umount /mnt/x'") in the volume's lock file beside its pid, so that
+ * a second opener's CAIRN_E_BUSY message names it.  note is one line of at
+ * most 3000 bytes.  Errors: CAIRN_E_INVAL (too long or not one line),
+ * CAIRN_E_IO. */
+int volume_set_owner_note(cairn_volume *vol, const char *note);
+
 /* Commit every file's buffered data (stage + one synced commit); with
  * durability remote also seal and wait for the uploads. */
 int volume_sync(cairn_volume *vol);
