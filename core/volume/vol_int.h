@@ -185,6 +185,9 @@ void vol_readers_close(cairn_volume *vol);
 int vol_upload_enqueue(cairn_volume *vol, uint64_t id, uint64_t size, const char *key);
 int vol_upload_enqueue_stream(cairn_volume *vol, uint64_t id, uint64_t size,
 			      const char *key, uint64_t acct, struct vmpu *job);
+/* Record a new segment (packed, or stream if stream != 0) with its key in
+ * one relaxed meta transaction; fills its record and parsed key. */
+int vol_seg_new(cairn_volume *vol, int stream, meta_seg *out, seg_id *id);
 int vol_seg_set_state(cairn_volume *vol, uint64_t id, uint32_t state,
 		      uint64_t size, const char *key, meta_durability d);
 

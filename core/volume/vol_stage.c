@@ -90,22 +90,33 @@ typedef struct segop {
 	const char *key;
 } segop;
 
+/* p->state carries the kind: 0 packed, 1 stream (the meta record's kind). */
 static int seg_new_fn(meta_txn *t, void *arg)
 {
 	segop *p = arg;
 	seg_id id;
 	int rc;
 	memset(&p->s, 0, sizeof p->s);
-	p->s.kind = 0;
+	p->s.kind = p->state;
 	if ((rc = meta_seg_create(t, &p->s)))
 		return rc;
 	memcpy(id.uuid, p->vol->uuid, 16);
 	id.epoch = p->vol->epoch;
 	id.seq = p->s.id;
-	id.kind = SEG_KIND_PACKED;
+	id.kind = p->state ? SEG_KIND_STREAM : SEG_KIND_PACKED;
 	if ((rc = seg_key_format(&id, p->s.key, sizeof p->s.key)))
 		return rc;
 	return meta_seg_update(t, &p->s);
+}
+
+int vol_seg_new(cairn_volume *vol, int stream, meta_seg *out, seg_id *id)
+{
+	segop p = { .vol = vol, .state = stream ? 1 : 0 };
+	int rc = meta_write(vol->meta, META_RELAXED, META_OP_SEGMENT, seg_new_fn, &p, NULL);
+	if (rc)
+		return cairn_err_wrap(rc, "new %s segment", stream ? "stream" : "staging");
+	*out = p.s;
+	return seg_key_parse(p.s.key, id);
 }
 
 static int seg_state_fn(meta_txn *t, void *arg)
@@ -140,26 +151,23 @@ int vol_seg_set_state(cairn_volume *vol, uint64_t id, uint32_t state,
 
 static int new_segment(cairn_volume *vol)
 {
-	segop p = { .vol = vol };
+	meta_seg s;
 	char path[4096];
 	seg_id id;
 	seg_writer_opts wo = { .zstd_level = vol->zstd_level };
 	int rc;
 
-	rc = meta_write(vol->meta, META_RELAXED, META_OP_SEGMENT, seg_new_fn, &p, NULL);
-	if (rc)
-		return cairn_err_wrap(rc, "new staging segment");
-	if ((rc = seg_key_parse(p.s.key, &id)))
+	if ((rc = vol_seg_new(vol, 0, &s, &id)))
 		return rc;
-	vol_seg_path(vol, p.s.id, path, sizeof path);
+	vol_seg_path(vol, s.id, path, sizeof path);
 	/* A file of this id can only be left from a run whose segment record
 	 * never became durable: nothing references it. */
 	if (unlink(path) == 0)
 		CAIRN_WARN(VOL_MOD, "removed stale staging file %s", path);
 	if ((rc = seg_writer_create(vol->u, path, &id, &wo, &vol->w)))
 		return rc;
-	vol->w_seg = p.s.id;
-	snprintf(vol->w_key, sizeof vol->w_key, "%s", p.s.key);
+	vol->w_seg = s.id;
+	snprintf(vol->w_key, sizeof vol->w_key, "%s", s.key);
 	__atomic_store_n(&vol->cur_size, seg_writer_size(vol->w), __ATOMIC_RELAXED);
 	return 0;
 }

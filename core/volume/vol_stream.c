@@ -388,29 +388,6 @@ void vol_mpu_abort_recorded(cairn_volume *vol, const meta_seg *s)
 
 /* ---- the stream of one inode ---- */
 
-typedef struct newop {
-	cairn_volume *vol;
-	meta_seg s;
-} newop;
-
-static int new_fn(meta_txn *t, void *arg)
-{
-	newop *p = arg;
-	seg_id id;
-	int rc;
-	memset(&p->s, 0, sizeof p->s);
-	p->s.kind = 1;
-	if ((rc = meta_seg_create(t, &p->s)))
-		return rc;
-	memcpy(id.uuid, p->vol->uuid, 16);
-	id.epoch = p->vol->epoch;
-	id.seq = p->s.id;
-	id.kind = SEG_KIND_STREAM;
-	if ((rc = seg_key_format(&id, p->s.key, sizeof p->s.key)))
-		return rc;
-	return meta_seg_update(t, &p->s);
-}
-
 typedef struct scommit {
 	uint64_t ino, seg, hwm;
 	const seg_stream_chunk *ch;
@@ -588,7 +565,7 @@ int vol_stream_candidate(const cairn_volume *vol, const vinode *vi)
 static int stream_start(cairn_volume *vol, vinode *vi)
 {
 	seg_stream_opts so = { .avg_chunk = vol->o.stream_chunk_avg };
-	newop np = { .vol = vol };
+	meta_seg ns;
 	vstream *st;
 	seg_id id;
 	int rc;
@@ -597,16 +574,14 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 	if (!st)
 		return cairn_errf(CAIRN_E_NOMEM, "stream of inode %" PRIu64, vi->ino);
 	st->rfd = -1;
-	rc = meta_write(vol->meta, META_RELAXED, META_OP_SEGMENT, new_fn, &np, NULL);
+	rc = vol_seg_new(vol, 1, &ns, &id);
 	if (rc) {
 		free(st);
-		return cairn_err_wrap(rc, "new stream segment for inode %" PRIu64, vi->ino);
+		return cairn_err_wrap(rc, "inode %" PRIu64, vi->ino);
 	}
-	st->seg = np.s.id;
-	snprintf(st->key, sizeof st->key, "%s", np.s.key);
+	st->seg = ns.id;
+	snprintf(st->key, sizeof st->key, "%s", ns.key);
 	vol_seg_path(vol, st->seg, st->path, sizeof st->path);
-	if ((rc = seg_key_parse(st->key, &id)))
-		goto fail;
 	if (unlink(st->path) == 0)
 		CAIRN_WARN(VOL_MOD, "removed stale spool %s", st->path);
 	if ((rc = seg_stream_create(vol->u, st->path, &id, &so, &st->ss)))

@@ -36,6 +36,13 @@ static void test_format_open_errors(const char *base)
 	snprintf(pid, sizeof pid, "process %ld", (long)getpid());
 	CHECK_RC(volume_open(dir, &o, &v2), CAIRN_E_BUSY);
 	CHECK_MSG(pid);
+	/* An owner note travels into the refusal; a bad note is refused. */
+	CHECK_RC(volume_set_owner_note(v, "two\nlines"), CAIRN_E_INVAL);
+	CHECK_MSG("owner note must be one line");
+	CHECK_OK(volume_set_owner_note(v, "mounted at /mnt/t"));
+	CHECK_RC(volume_open(dir, &o, &v2), CAIRN_E_BUSY);
+	CHECK_MSG("mounted at /mnt/t");
+	CHECK_MSG(pid);
 	CHECK_OK(volume_close(v));
 	REQUIRE_OK(volume_open(dir, &o, &v));
 	volume_stats(v, &st);
