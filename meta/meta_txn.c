@@ -548,12 +548,15 @@ static void *flusher_main(void *arg)
 		int failed = __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE);
 		if (!failed)
 			rc = meta_sync_upto(m, seq, 0);  /* a no-op when already synced */
-		if (!rc && !failed)
-			rc = meta_wal_trim(m);
 		if (rc && !m->flush_err) {
+			/* a durability failure: meta_close reports it */
 			m->flush_err = rc;
 			CAIRN_ERROR("meta", "background flush: %s", cairn_errmsg());
 		}
+		/* Trimming the log is housekeeping, retried every pass; on a
+		 * full map it cannot run, which loses nothing. */
+		if (!rc && !failed && meta_wal_trim(m))
+			CAIRN_WARN("meta", "background log trim: %s", cairn_errmsg());
 		pthread_mutex_lock(&m->q_lock);
 	}
 	pthread_mutex_unlock(&m->q_lock);
