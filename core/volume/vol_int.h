@@ -155,6 +155,7 @@ struct cairn_volume {
 
 /* vol_open.c */
 int64_t vol_now_ms(void);
+void vol_attr_from(const meta_attr *a, cairn_attr *o);
 void vol_seg_path(const cairn_volume *vol, uint64_t seg, char *buf, size_t size);
 
 /* vol_file.c */

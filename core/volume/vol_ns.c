@@ -17,7 +17,7 @@
 
 #include "vol_int.h"
 
-static void attr_from(const meta_attr *a, cairn_attr *o)
+void vol_attr_from(const meta_attr *a, cairn_attr *o)
 {
 	if (!o)
 		return;
@@ -108,7 +108,7 @@ static int ns_run(cairn_volume *vol, nsop *p, cairn_attr *out)
 {
 	int rc = meta_write(vol->meta, META_RELAXED, ns_walop[p->kind], ns_fn, p, NULL);
 	if (!rc)
-		attr_from(&p->out, out);
+		vol_attr_from(&p->out, out);
 	return rc;
 }
 
@@ -124,7 +124,7 @@ int volume_lookup(cairn_volume *vol, uint64_t parent, const char *name,
 	meta_read_end(t);
 	if (rc)
 		return rc;
-	attr_from(&a, out);
+	vol_attr_from(&a, out);
 	attr_overlay(vol, out);
 	return 0;
 }
@@ -140,7 +140,7 @@ int volume_getattr(cairn_volume *vol, uint64_t ino, cairn_attr *out)
 	meta_read_end(t);
 	if (rc)
 		return rc;
-	attr_from(&a, out);
+	vol_attr_from(&a, out);
 	attr_overlay(vol, out);
 	return 0;
 }

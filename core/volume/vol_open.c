@@ -443,6 +443,10 @@ static void opts_fill(cairn_volume *vol, const vconf *c)
 		o->stream_readahead = 8;
 	if (o->stream_readahead > 64)
 		o->stream_readahead = 64;
+	if (!o->gc_grace_ms)
+		o->gc_grace_ms = 3600 * 1000;
+	else if (o->gc_grace_ms < 0)
+		o->gc_grace_ms = 0;
 }
 
 static void vol_free(cairn_volume *vol)

@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cairn/runtime.h"
 
@@ -46,6 +47,7 @@ typedef struct cairn_file cairn_file;
 
 #define CAIRN_ROOT_INO 1ULL
 #define CAIRN_VOLUME_CONF_VERSION 1
+#define CAIRN_GC_GRACE_NONE (-1)
 
 enum cairn_durability {
 	CAIRN_DUR_LOCAL = 0,   /* fsync: data + metadata fsynced locally */
@@ -95,6 +97,14 @@ typedef struct cairn_volume_opts {
 				      many bytes; 256 MiB */
 	unsigned stream_readahead; /* chunks fetched ahead by sequential
 				      reads of an uploaded stream; 8 */
+	/* Space (docs/space.md). */
+	int64_t gc_grace_ms;       /* dead segments are deleted this long after
+				      they died; 0: default 1 hour;
+				      CAIRN_GC_GRACE_NONE: at once (tests) */
+	unsigned gc_interval_ms;   /* background gc pass every this long;
+				      0: no background gc (the FUSE mount
+				      runs one every 5 minutes) */
+	int no_dedup;              /* never reference stored chunks by hash */
 } cairn_volume_opts;
 
 /* File attributes (a copy of the metadata's inode record). */
@@ -285,6 +295,109 @@ int volume_copy_range(cairn_volume *vol, cairn_file *src, uint64_t src_off,
  * of the file, or SEEK_DATA with no data after off: ENXIO, as Linux),
  * CAIRN_E_INVAL (another whence). */
 int volume_seek_data(cairn_file *f, uint64_t off, int whence, uint64_t *out);
+
+/* ---- snapshots and clones (docs/volume.md "Snapshots and clones") ---- */
+
+#define CAIRN_SNAP_NAME_MAX 255
+typedef struct cairn_snap {
+	char name[CAIRN_SNAP_NAME_MAX + 1];
+	uint64_t root;     /* root inode of the read-only tree */
+	uint64_t src;      /* inode it was taken from */
+	int64_t ctime_ns;
+	uint64_t entries;  /* inodes in the tree */
+} cairn_snap;
+
+/* Snapshot the tree under directory src as a read-only tree named name.
+ * Buffered data of every open file is committed first, so the snapshot
+ * holds every completed write.  One metadata transaction: no data is
+ * copied.  Errors: CAIRN_E_EXISTS, CAIRN_E_NOTDIR, CAIRN_E_NAMETOOLONG,
+ * CAIRN_E_INVAL (empty name). */
+int volume_snapshot_create(cairn_volume *vol, uint64_t src, const char *name,
+			   cairn_snap *out);
+/* CAIRN_E_NOTFOUND. */
+int volume_snapshot_get(cairn_volume *vol, const char *name, cairn_snap *out);
+/* In name order; cb returns nonzero to stop (not an error). */
+typedef int (*cairn_snap_fn)(const cairn_snap *s, void *arg);
+int volume_snapshot_list(cairn_volume *vol, cairn_snap_fn cb, void *arg);
+/* Free the tree; its data becomes garbage once nothing else references
+ * it.  CAIRN_E_NOTFOUND. */
+int volume_snapshot_delete(cairn_volume *vol, const char *name);
+/* Writable copy of src (a directory tree or a file, live or inside a
+ * snapshot) as dparent/dname, sharing all data (copy-on-write): later
+ * writes to either side never show in the other.  Buffered data is
+ * committed first.  CAIRN_E_EXISTS, CAIRN_E_ROFS (dparent read-only). */
+int volume_clone(cairn_volume *vol, uint64_t src, uint64_t dparent,
+		 const char *dname, cairn_attr *out);
+
+/* volume_sync with the given durability, whatever the volume's default:
+ * CAIRN_DUR_REMOTE returns once every committed byte is in the object
+ * store (what a checkpoint publish waits for). */
+int volume_sync_durable(cairn_volume *vol, int durability);
+
+/* ---- space: accounting, garbage collection, compaction (docs/space.md) - */
+
+typedef struct cairn_space {
+	uint64_t logical_bytes;   /* sum of file sizes, snapshots included */
+	uint64_t referenced_bytes;/* bytes of extents mapped to chunks, counted
+				     once per extent record */
+	uint64_t live_bytes;      /* stored bytes of live chunks */
+	uint64_t stored_bytes;    /* bytes of all segments not yet deleted */
+	uint64_t reclaimable_bytes; /* stored - live: freed by gc/compaction */
+	uint64_t segments, segments_dead, chunks;
+	double dedup_ratio;       /* referenced / live (1.0 when empty) */
+	double live_fraction;     /* live / stored (1.0 when empty) */
+} cairn_space;
+/* Errors: as meta reads. */
+int volume_space(cairn_volume *vol, cairn_space *out);
+
+typedef struct cairn_gc_opts {
+	int dry_run;              /* report, change nothing */
+	int64_t grace_ms;         /* < 0: the volume's (default 1 hour) */
+	double compact_below;     /* compact segments whose live fraction is
+				     below this; < 0: default 0.5; 0: never */
+	uint64_t compact_max_bytes; /* bytes rewritten per pass; 0: 1 GiB */
+	uint64_t delete_batch;    /* objects deleted per batch; 0: 64 */
+	int no_orphans;           /* skip listing the store for orphans */
+} cairn_gc_opts;
+
+typedef struct cairn_gc_result {
+	uint64_t segments_examined;
+	uint64_t segments_marked_dead;   /* live -> dead this pass */
+	uint64_t segments_deleted;       /* objects deleted (or would be) */
+	uint64_t bytes_deleted;
+	uint64_t segments_waiting;       /* dead, inside the grace period */
+	uint64_t bytes_waiting;
+	uint64_t orphans_found;          /* store objects metadata does not know */
+	uint64_t orphans_deleted;
+	uint64_t orphan_bytes;
+	uint64_t segments_compacted;
+	uint64_t chunks_moved;
+	uint64_t bytes_rewritten;
+} cairn_gc_result;
+
+void volume_gc_opts_init(cairn_gc_opts *o);
+/* One pass of garbage collection and compaction (docs/space.md).  Safe
+ * while the volume is in use and against a crash at any point.  opts may
+ * be NULL.  Errors: store and metadata errors, with what was done so far
+ * in *res. */
+int volume_gc(cairn_volume *vol, const cairn_gc_opts *opts,
+	      cairn_gc_result *res);
+
+/* ---- consistency ---- */
+
+#define CAIRN_FSCK_REPAIR 0x1u
+typedef struct cairn_fsck_result {
+	uint64_t inodes, dirents, extents, chunks, segments;
+	uint64_t problems, repaired;
+	uint64_t live_bytes;      /* recounted from the chunk records */
+	uint64_t referenced_bytes;/* recounted from the extent records */
+} cairn_fsck_result;
+/* Full metadata check (meta_fsck) plus, per segment, that the store holds
+ * its object (or the local file for segments not yet uploaded) with the
+ * recorded size.  One line per problem to report (may be NULL).  Returns
+ * 0 even when problems are found (res->problems). */
+int volume_fsck(cairn_volume *vol, unsigned flags, FILE *report,
+		cairn_fsck_result *res);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,8 @@
 extern "C" {
 #endif
 
+struct cairn_volume;
+
 /* Name of the hidden control file at the root of every mount (not listed
  * by readdir).  Reading it gives the statistics ("key value" lines);
  * fsync of it commits everything (volume_sync). */
@@ -51,6 +53,13 @@ typedef struct cairn_mount_opts {
 				     <volume_dir>/mount.log */
 	char fuse_opts[512];      /* extra comma-separated mount options
 				     (nosuid, nodev, noexec, ...) */
+	/* Hooks of the serving process (the CLI's control socket): on_open
+	 * runs once the volume is open and the kernel mount is live (an error
+	 * ends the mount with it); on_close runs before the volume is
+	 * closed.  Both may be NULL. */
+	int (*on_open)(struct cairn_volume *vol, void *arg);
+	void (*on_close)(void *arg);
+	void *hook_arg;
 } cairn_mount_opts;
 
 /* Defaults: durability -1, timeouts -1, everything else 0/NULL. */
