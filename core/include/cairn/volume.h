@@ -383,6 +383,19 @@ void volume_gc_opts_init(cairn_gc_opts *o);
 int volume_gc(cairn_volume *vol, const cairn_gc_opts *opts,
 	      cairn_gc_result *res);
 
+/* What the tree under ino (a directory or a file, live or in a snapshot)
+ * holds: files and directories, logical bytes (sum of file sizes), stored
+ * bytes of the chunks it references, and of those the bytes referenced by
+ * nothing outside the tree (what deleting it would free).  One read
+ * transaction; O(inodes + extents of the tree). */
+typedef struct cairn_tree_usage {
+	uint64_t files, dirs, symlinks;
+	uint64_t logical_bytes;
+	uint64_t stored_bytes;
+	uint64_t unique_bytes;
+} cairn_tree_usage;
+int volume_tree_usage(cairn_volume *vol, uint64_t ino, cairn_tree_usage *out);
+
 /* ---- consistency ---- */
 
 #define CAIRN_FSCK_REPAIR 0x1u
