@@ -444,6 +444,46 @@ out:
 	return rc;
 }
 
+/* A put of a whole regular file on the store's file system takes the file
+ * by a hard link instead of copying its bytes (objstore.h: the caller does
+ * not change a file's bytes once it has put it).  0: linked and synced
+ * (name and st set); 1: not possible here (another file system, a range,
+ * a special file, a failed sync): the caller copies instead. */
+static int tmp_link(struct fstore *fs, const char *prefix,
+		    const cairn_obj_src *src, char name[64], struct stat *st)
+{
+	char proc[64], rnd[17];
+	struct stat ss;
+
+	if (src->buf || src->fd < 0 || src->off != 0 || src->len == 0)
+		return 1;
+	if (fstat(src->fd, &ss) != 0 || !S_ISREG(ss.st_mode) ||
+	    (uint64_t)ss.st_size != src->len)
+		return 1;
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", src->fd);
+	for (int tries = 0; tries < 8; tries++) {
+		rand_hex(rnd, 8);
+		snprintf(name, 64, "%s-%s", prefix, rnd);
+		if (linkat(AT_FDCWD, proc, fs->tmp_fd, name, AT_SYMLINK_FOLLOW) == 0)
+			break;
+		if (errno != EEXIST)
+			return 1;  /* EXDEV, no /proc, ...: copy */
+		name[0] = '\0';
+	}
+	if (!name[0])
+		return 1;
+	/* The bytes must be durable before the object becomes visible, as
+	 * for a copy (the caller usually synced them already: cheap then). */
+	if (fsync_fd(fs, src->fd, name) != 0) {
+		cairn_err_clear();
+		unlinkat(fs->tmp_fd, name, 0);
+		return 1;
+	}
+	if (st)
+		*st = ss;
+	return 0;
+}
+
 /* Write src into a new fsynced file tmp/<prefix>-<random>; name out. */
 static int tmp_write(struct fstore *fs, const char *prefix,
 		     const cairn_obj_src *src, char name[64], struct stat *st)
@@ -451,6 +491,8 @@ static int tmp_write(struct fstore *fs, const char *prefix,
 	char rnd[17];
 	int fd = -1, rc;
 
+	if ((rc = tmp_link(fs, prefix, src, name, st)) <= 0)
+		return rc;
 	for (int tries = 0; fd < 0 && tries < 8; tries++) {
 		rand_hex(rnd, 8);
 		snprintf(name, 64, "%s-%s", prefix, rnd);
@@ -1782,6 +1824,7 @@ static void file_limits(void *impl, cairn_objstore_limits *out)
 	out->max_parts = CAIRN_MPU_MAX_PARTS;
 	out->max_object_size = 5 * TIB;
 	out->max_put_size = 5 * GIB;
+	out->link_puts = 1;
 }
 
 /* Sweep tmp/ (invariant 4).  Called with the store locked exclusively. */

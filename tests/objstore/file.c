@@ -864,6 +864,44 @@ static void t_deep_key(void)
 	objstore_close(os);
 }
 
+/* A put of a whole file on the store's file system takes it by a hard
+ * link (limits.link_puts): the object is the file's inode, its bytes are
+ * exact, and the store survives the source name going away; a put of a
+ * range of the same file is a copy. */
+static void t_link_put(void)
+{
+	cairn_objstore *os = open_store();
+	cairn_objstore_limits lim;
+	char src[700], *data = malloc(300000);
+	struct stat a, b;
+	int fd;
+
+	REQUIRE(data);
+	objstore_limits(os, &lim);
+	CHECK(lim.link_puts == 1);
+	t_fill(data, 300000, seed ^ 0x77);
+	snprintf(src, sizeof src, "%s/../linksrc", root);
+	write_file(src, data, 300000);
+	fd = open(src, O_RDONLY);
+	REQUIRE(fd >= 0);
+	CHECK_OK(objstore_put(os, "lk/whole", &(cairn_obj_src){.fd = fd, .len = 300000}));
+	CHECK_OK(objstore_put(os, "lk/range",
+			      &(cairn_obj_src){.fd = fd, .off = 1000, .len = 5000}));
+	close(fd);
+	REQUIRE(stat(src, &a) == 0);
+	REQUIRE(stat(P("o/lk/whole"), &b) == 0);
+	CHECK(a.st_ino == b.st_ino && a.st_nlink == 2);
+	REQUIRE(stat(P("o/lk/range"), &b) == 0);
+	CHECK(a.st_ino != b.st_ino);
+	CHECK(unlink(src) == 0);
+	check_exact(os, "lk/whole", data, 300000);
+	check_exact(os, "lk/range", data + 1000, 5000);
+	CHECK_OK(objstore_delete(os, "lk/whole"));
+	CHECK_OK(objstore_delete(os, "lk/range"));
+	objstore_close(os);
+	free(data);
+}
+
 int main(void)
 {
 	const char *dir;
@@ -885,6 +923,7 @@ int main(void)
 	t_deep_key();
 	t_replace_race();
 	t_part_complete_race();
+	t_link_put();
 	if (t_failures_ == 0)
 		t_rmtree(dir);
 	return t_done();

@@ -80,6 +80,11 @@ typedef struct cairn_objstore_limits {
 	unsigned max_parts;
 	uint64_t max_object_size;
 	uint64_t max_put_size;   /* largest single put */
+	int link_puts;           /* a put of a whole local file may take it by
+				    a hard link (file:// on the same file
+				    system): no bytes copied, so callers with
+				    an immutable file should prefer one put
+				    to a multipart upload */
 } cairn_objstore_limits;
 
 typedef struct cairn_obj_info {
@@ -132,6 +137,9 @@ void objstore_limits(const cairn_objstore *os, cairn_objstore_limits *out);
  * CAIRN_E_NAMETOOLONG. */
 int objstore_key_check(const char *key);
 
+/* From a file (src->fd): the file's bytes in the range must not change
+ * after the put returns (a store with limits.link_puts may keep the file
+ * itself, by a hard link, when the source is the whole file). */
 int objstore_put(cairn_objstore *os, const char *key, const cairn_obj_src *src);
 int objstore_put_buf(cairn_objstore *os, const char *key, const void *buf,
 		     size_t len);
