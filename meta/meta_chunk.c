@@ -4,7 +4,8 @@
  * A chunk is a stored run of bytes: (chunk id) -> (segment, offset, stored
  * length, codec, crc32c, sha256 of the raw bytes, refs).  Extents name
  * chunks, never segments, so compaction moves a chunk by rewriting this one
- * record (meta_chunk_move).  The chash table maps a content hash to a live
+ * record (meta_chunk_move, or meta_chunk_relocate when compaction wrote it
+ * in another stored form).  The chash table maps a content hash to a live
  * chunk (deduplication); segchunk lists the chunks of each segment so that
  * compaction can find them without scanning every chunk.
  *
@@ -26,6 +27,8 @@
  *   2. A chunk lies inside its segment: seg_off + stored_len <= seg.size.
  *   3. A segment in DEAD or DELETING has no live chunk, and gets none.
  */
+#include <sys/stat.h>
+
 #include "meta_int.h"
 
 static int mc_seg_usable(const meta_seg *s)
@@ -126,32 +129,90 @@ int meta_chunk_find(meta_txn *t, const uint8_t hash[META_HASH_LEN], uint64_t *id
 	return 0;
 }
 
-int meta_chunk_move(meta_txn *t, uint64_t id, uint64_t seg, uint64_t seg_off)
+/* Move chunk w->id to (w->seg, w->seg_off) with the stored form of w
+ * (stored_len, codec, crc); the raw bytes must be the same. */
+static int mc_move(meta_txn *t, const meta_chunk *w)
 {
 	meta_chunk c;
 	meta_seg from, to;
 	int rc;
-	if ((rc = mt_need_write(t)) || (rc = mch_get(t, id, &c)))
+	if ((rc = mt_need_write(t)) || (rc = mch_get(t, w->id, &c)))
 		return rc;
-	if (c.seg == seg)
+	if (c.seg == w->seg)
 		return cairn_errf(CAIRN_E_INVAL, "chunk %llu is already in segment %llu",
-				  (unsigned long long)id, (unsigned long long)seg);
-	if ((rc = ms_get(t, c.seg, &from)) || (rc = ms_get(t, seg, &to)) ||
-	    (rc = mc_seg_usable(&to)) || (rc = mc_seg_fit(&to, seg_off, c.stored_len)))
+				  (unsigned long long)w->id, (unsigned long long)w->seg);
+	if (w->stored_len == 0 || w->codec > 1 || w->raw_len != c.raw_len ||
+	    memcmp(w->hash, c.hash, META_HASH_LEN))
+		return cairn_errf(CAIRN_E_INVAL, "chunk %llu: relocation changes its raw bytes "
+				  "or has a bad stored form", (unsigned long long)w->id);
+	if ((rc = ms_get(t, c.seg, &from)) || (rc = ms_get(t, w->seg, &to)) ||
+	    (rc = mc_seg_usable(&to)) || (rc = mc_seg_fit(&to, w->seg_off, w->stored_len)))
 		return rc;
 	from.live_bytes -= c.stored_len;
 	from.nchunks--;
 	from.mtime_ns = t->now;
-	to.live_bytes += c.stored_len;
+	to.live_bytes += w->stored_len;
 	to.nchunks++;
 	to.mtime_ns = t->now;
-	if ((rc = mc_segchunk(t, c.seg, id, 0)) || (rc = mc_segchunk(t, seg, id, 1)))
+	if ((rc = mc_segchunk(t, c.seg, w->id, 0)) || (rc = mc_segchunk(t, w->seg, w->id, 1)))
+		return rc;
+	int64_t delta = (int64_t)w->stored_len - (int64_t)c.stored_len;
+	c.seg = w->seg;
+	c.seg_off = w->seg_off;
+	c.stored_len = w->stored_len;
+	c.codec = w->codec;
+	c.crc = w->crc;
+	if ((rc = mch_put(t, &c)) || (rc = ms_put(t, &from)) || (rc = ms_put(t, &to)))
+		return rc;
+	return delta ? mt_counter_add(t, MC_STORED_BYTES, delta) : 0;
+}
+
+int meta_chunk_move(meta_txn *t, uint64_t id, uint64_t seg, uint64_t seg_off)
+{
+	meta_chunk c;
+	int rc = mch_get(t, id, &c);
+	if (rc)
 		return rc;
 	c.seg = seg;
 	c.seg_off = seg_off;
-	if ((rc = mch_put(t, &c)) || (rc = ms_put(t, &from)))
+	return mc_move(t, &c);
+}
+
+int meta_chunk_relocate(meta_txn *t, const meta_chunk *c)
+{
+	return mc_move(t, c);
+}
+
+int meta_seg_chunks(meta_txn *t, uint64_t seg, meta_chunk_fn cb, void *arg)
+{
+	MDB_cursor *cur;
+	uint8_t kb[16];
+	meta_chunk c;
+	int rc = mt_cursor(t, MT_SEGCHUNK, &cur);
+	if (rc)
 		return rc;
-	return ms_put(t, &to);
+	be64(kb, seg);
+	be64(kb + 8, 0);
+	MDB_val k = { 16, kb }, v;
+	int err = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (!err && k.mv_size == 16 && rbe64(k.mv_data) == seg) {
+		uint64_t id = rbe64((uint8_t *)k.mv_data + 8);
+		if ((rc = mch_get(t, id, &c)))
+			break;
+		if (c.seg != seg) {
+			rc = cairn_errf(CAIRN_E_CORRUPT, "segment index: chunk %llu is listed in "
+					"segment %llu but lies in %llu", (unsigned long long)id,
+					(unsigned long long)seg, (unsigned long long)c.seg);
+			break;
+		}
+		if (cb(&c, arg))
+			break;
+		err = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (!rc && err && err != MDB_NOTFOUND)
+		rc = meta_lmdb_err(err, "list the chunks of a segment");
+	return rc;
 }
 
 int meta_seg_create(meta_txn *t, meta_seg *s)
@@ -255,4 +316,32 @@ int meta_seg_list(meta_txn *t, uint64_t from, meta_seg_fn cb, void *arg)
 	if (!rc && err && err != MDB_NOTFOUND)
 		rc = meta_lmdb_err(err, "list segments");
 	return rc;
+}
+
+/* ---- deduplication pins (chunk deduplication; vol_stream.c) ----------- */
+
+int meta_pin_create(meta_txn *t, meta_attr *out)
+{
+	mi_inode in;
+	uint8_t k[8], v[9];
+	int rc;
+	if ((rc = mt_need_write(t)))
+		return rc;
+	memset(&in, 0, sizeof in);
+	if ((rc = mt_counter_next(t, MC_NEXT_INO, &in.a.ino)))
+		return rc;
+	in.a.mode = S_IFREG | 0600;
+	in.a.nlink = 0;
+	in.a.atime_ns = in.a.mtime_ns = in.a.ctime_ns = in.a.btime_ns = t->now;
+	if ((rc = mi_inode_put(t, NULL, &in)))
+		return rc;
+	/* The orphan record is what frees it after a crash (meta_open). */
+	be64(k, in.a.ino);
+	v[0] = META_REC_V1;
+	le64(v + 1, (uint64_t)t->now);
+	if ((rc = mt_put(t, MT_ORPHAN, k, 8, v, 9)))
+		return rc;
+	if (out)
+		*out = in.a;
+	return 0;
 }

@@ -307,6 +307,12 @@ static int mx_range(uint64_t off, uint64_t len)
 int meta_extent_write(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len,
 		      uint64_t chunk, uint64_t chunk_off)
 {
+	return meta_extent_write_at(t, ino, off, len, chunk, chunk_off, t->now);
+}
+
+int meta_extent_write_at(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len,
+			 uint64_t chunk, uint64_t chunk_off, int64_t mtime_ns)
+{
 	mi_inode in;
 	meta_chunk c;
 	int rc;
@@ -330,7 +336,8 @@ int meta_extent_write(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len,
 		return rc;
 	if (off + len > in.a.size)
 		in.a.size = off + len;
-	in.a.mtime_ns = in.a.ctime_ns = t->now;
+	if (mtime_ns > 0)
+		in.a.mtime_ns = in.a.ctime_ns = mtime_ns;
 	return mi_inode_put(t, &old, &in);
 }
 
@@ -391,4 +398,28 @@ int meta_extent_lookup(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len,
 	}
 	free(l.e);
 	return 0;
+}
+
+int meta_extent_totals(meta_txn *t, uint64_t *bytes, uint64_t *records)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	meta_extent e;
+	int rc = mt_cursor(t, MT_EXTENT, &c);
+	*bytes = *records = 0;
+	if (rc)
+		return rc;
+	int err = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	for (; !err; err = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 16 || (rc = me_dec(&v, &e))) {
+			rc = rc ? rc : cairn_errf(CAIRN_E_CORRUPT, "extent table: bad key");
+			break;
+		}
+		*bytes += e.len;
+		(*records)++;
+	}
+	mdb_cursor_close(c);
+	if (!rc && err != MDB_NOTFOUND)
+		rc = meta_lmdb_err(err, "scan extents");
+	return rc;
 }

@@ -538,6 +538,7 @@ static int fk_scan_extents(fk *f)
 			continue;
 		}
 		f->chunks[ci].counted++;
+		f->res->referenced_bytes += e.len;
 		if (emap == prev_emap && e.off < prev_end)
 			fk_problem(f, "extent map %llu: extent at %llu overlaps the previous one (ends %llu)",
 				   (unsigned long long)emap, (unsigned long long)e.off,
@@ -586,6 +587,7 @@ static int fk_check_chunks(fk *f)
 	for (size_t i = 0; i < f->nc && !rc; i++) {
 		fk_chunk *ch = &f->chunks[i];
 		uint32_t si;
+		f->res->live_bytes += ch->c.stored_len;
 		if (ch->c.refs != ch->counted) {
 			fk_problem(f, "chunk %llu: refs %llu, %llu extents name it",
 				   (unsigned long long)ch->c.id, (unsigned long long)ch->c.refs,
@@ -929,5 +931,220 @@ int meta_fsck(cairn_meta *m, unsigned flags, FILE *report, meta_fsck_result *res
 	/* after repairs, what is left is what the last round found */
 	f.res = res;
 	fk_reset(&f);
+	return rc;
+}
+
+/* ---- tree usage (what a tree holds and would free) ---- */
+
+typedef struct tu_chunk { uint64_t id, stored, refs, private_refs; } tu_chunk;
+
+typedef struct tu {
+	meta_txn *t;
+	meta_tree_usage *out;
+	fk_map links;          /* non-directory inode -> names inside the tree */
+	uint64_t *nodes; size_t nn, capn;  /* those inodes, each once */
+	uint64_t *dirs; size_t nd, capd;   /* directories still to list */
+	fk_map emapm;          /* emap -> index in emaps */
+	struct tu_emap { uint64_t id, named; int escapes; } *emaps;
+	size_t ne, cape;
+	fk_map chunkm;         /* chunk -> index in chunks */
+	tu_chunk *chunks; size_t nc, capc;
+} tu;
+
+#define TU_GROW(arr, n, cap)                                                       \
+	do {                                                                       \
+		if ((n) == (cap)) {                                                \
+			size_t nc_ = (cap) ? (cap) * 2 : 64;                       \
+			void *np_ = realloc((arr), nc_ * sizeof *(arr));           \
+			if (!np_)                                                  \
+				return cairn_errf(CAIRN_E_NOMEM, "tree usage tables"); \
+			(arr) = np_;                                               \
+			(cap) = nc_;                                               \
+		}                                                                  \
+	} while (0)
+
+static int tu_node(tu *u, uint64_t ino)
+{
+	uint32_t n;
+	if (fk_get(&u->links, ino, &n))
+		return fk_put(&u->links, ino, n + 1);
+	TU_GROW(u->nodes, u->nn, u->capn);
+	u->nodes[u->nn++] = ino;
+	return fk_put(&u->links, ino, 1);
+}
+
+typedef struct tu_dir { tu *u; int rc; } tu_dir;
+
+static int tu_dirent(const char *name, size_t namelen, uint64_t ino, uint32_t type,
+		     uint64_t cookie, void *arg)
+{
+	tu_dir *d = arg;
+	tu *u = d->u;
+	(void)name;
+	(void)namelen;
+	(void)cookie;
+	if (type != S_IFDIR) {
+		d->rc = tu_node(u, ino);
+		return d->rc;
+	}
+	u->out->dirs++;
+	if (u->nd == u->capd) {
+		size_t nc = u->capd ? u->capd * 2 : 64;
+		uint64_t *nd = realloc(u->dirs, nc * sizeof *nd);
+		if (!nd) {
+			d->rc = cairn_errf(CAIRN_E_NOMEM, "tree usage tables");
+			return 1;
+		}
+		u->dirs = nd;
+		u->capd = nc;
+	}
+	u->dirs[u->nd++] = ino;
+	return 0;
+}
+
+static int tu_list_dir(tu *u, uint64_t dir)
+{
+	tu_dir d = { u, 0 };
+	int rc = meta_readdir(u->t, dir, 0, tu_dirent, &d);
+	return rc ? rc : d.rc;
+}
+
+static int tu_emap_refs(meta_txn *t, uint64_t emap, uint64_t *refs)
+{
+	uint8_t k[8];
+	MDB_val v;
+	be64(k, emap);
+	int rc = mt_get(t, MT_EMAP, k, 8, &v);
+	if (rc || (rc = mr_version(&v, "extent map", emap)))
+		return rc;
+	if (v.mv_size != MM_VLEN)
+		return cairn_errf(CAIRN_E_CORRUPT, "extent map %llu: bad record",
+				  (unsigned long long)emap);
+	*refs = rle64((uint8_t *)v.mv_data + 1);
+	return 0;
+}
+
+/* Count the chunks of one extent map; priv: the map is the tree's alone. */
+static int tu_extents(tu *u, uint64_t emap, int priv)
+{
+	MDB_cursor *cur;
+	uint8_t kb[16];
+	meta_extent e;
+	meta_chunk c;
+	int rc = mt_cursor(u->t, MT_EXTENT, &cur);
+	if (rc)
+		return rc;
+	be64(kb, emap);
+	be64(kb + 8, 0);
+	MDB_val k = { 16, kb }, v;
+	int err = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (!err && k.mv_size == 16 && rbe64(k.mv_data) == emap) {
+		uint32_t ci;
+		if ((rc = me_dec(&v, &e)))
+			break;
+		if (!fk_get(&u->chunkm, e.chunk, &ci)) {
+			if ((rc = mch_get(u->t, e.chunk, &c)))
+				break;
+			if (u->nc == u->capc) {
+				size_t nc = u->capc ? u->capc * 2 : 256;
+				tu_chunk *np = realloc(u->chunks, nc * sizeof *np);
+				if (!np) {
+					rc = cairn_errf(CAIRN_E_NOMEM, "tree usage tables");
+					break;
+				}
+				u->chunks = np;
+				u->capc = nc;
+			}
+			ci = (uint32_t)u->nc++;
+			u->chunks[ci] = (tu_chunk){ c.id, c.stored_len, c.refs, 0 };
+			if ((rc = fk_put(&u->chunkm, c.id, ci)))
+				break;
+			u->out->stored_bytes += c.stored_len;
+		}
+		if (priv)
+			u->chunks[ci].private_refs++;
+		err = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	if (!rc && err && err != MDB_NOTFOUND)
+		rc = meta_lmdb_err(err, "scan extents");
+	return rc;
+}
+
+static int tu_run(tu *u, uint64_t root)
+{
+	mi_inode in;
+	int rc = mi_inode_get(u->t, root, &in);
+	if (rc)
+		return rc;
+	if (S_ISDIR(in.a.mode)) {
+		u->out->dirs++;
+		TU_GROW(u->dirs, u->nd, u->capd);
+		u->dirs[u->nd++] = root;
+	} else if ((rc = tu_node(u, root))) {
+		return rc;
+	}
+	while (u->nd)
+		if ((rc = tu_list_dir(u, u->dirs[--u->nd])))
+			return rc;
+	/* The root file of a file tree is named once: by the name it is
+	 * reached through, which deleting the tree removes. */
+	for (size_t i = 0; i < u->nn; i++) {
+		uint32_t named = 0, ei;
+		if ((rc = mi_inode_get(u->t, u->nodes[i], &in)))
+			return rc;
+		fk_get(&u->links, u->nodes[i], &named);
+		if (S_ISLNK(in.a.mode)) {
+			u->out->symlinks++;
+			continue;
+		}
+		u->out->files++;
+		if (!S_ISREG(in.a.mode))
+			continue;
+		u->out->logical_bytes += in.a.size;
+		if (!in.emap)
+			continue;
+		if (!fk_get(&u->emapm, in.emap, &ei)) {
+			TU_GROW(u->emaps, u->ne, u->cape);
+			ei = (uint32_t)u->ne++;
+			u->emaps[ei].id = in.emap;
+			u->emaps[ei].named = 0;
+			u->emaps[ei].escapes = 0;
+			if ((rc = fk_put(&u->emapm, in.emap, ei)))
+				return rc;
+		}
+		u->emaps[ei].named++;
+		if (named < in.a.nlink)
+			u->emaps[ei].escapes = 1;  /* a link outside the tree */
+	}
+	for (size_t i = 0; i < u->ne; i++) {
+		uint64_t refs = 0;
+		if ((rc = tu_emap_refs(u->t, u->emaps[i].id, &refs)))
+			return rc;
+		int priv = !u->emaps[i].escapes && refs == u->emaps[i].named;
+		if ((rc = tu_extents(u, u->emaps[i].id, priv)))
+			return rc;
+	}
+	for (size_t i = 0; i < u->nc; i++)
+		if (u->chunks[i].refs && u->chunks[i].private_refs >= u->chunks[i].refs)
+			u->out->unique_bytes += u->chunks[i].stored;
+	return 0;
+}
+
+int meta_tree_usage_get(meta_txn *t, uint64_t ino, meta_tree_usage *out)
+{
+	tu u;
+	memset(&u, 0, sizeof u);
+	memset(out, 0, sizeof *out);
+	u.t = t;
+	u.out = out;
+	int rc = tu_run(&u, ino);
+	fk_free(&u.links);
+	fk_free(&u.emapm);
+	fk_free(&u.chunkm);
+	free(u.nodes);
+	free(u.dirs);
+	free(u.emaps);
+	free(u.chunks);
 	return rc;
 }

@@ -34,6 +34,11 @@
  *      tile the stream; the buffered bytes are the tail after the last cut.
  *   3. Every frame is raw (never compressed), so the frame's stored bytes
  *      are the file's bytes: a reader may fetch a sub-range of a chunk.
+ *   4. A chunk the dedup hook claims (opts.dedup returns 1) gets no frame:
+ *      it is in the ready list with dedup = the stored chunk's id, and
+ *      the segment holds only the chunks that were not found elsewhere.
+ *      The hook runs before the append, with the chunk buffer still
+ *      held, so a hit it cannot confirm is appended as usual.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -215,9 +220,18 @@ static void *worker(void *arg)
 		c.pos = pos;
 		if (!failed) {
 			rc = cairn_sha256(s->buf[b], len, c.hash);
-			if (!rc)
+			/* Dedup: while the bytes are still here, so that a hit
+			 * the hook cannot confirm falls back to the append. */
+			if (!rc && s->o.dedup &&
+			    s->o.dedup(s->o.dedup_arg, s->buf[b], len, pos, c.hash, &c.dedup,
+				       &c.fr.crc) == 1 && c.dedup) {
+				c.fr.raw_len = c.fr.stored_len = (uint32_t)len;
+				c.fr.codec = SEG_CODEC_RAW;
+			} else if (!rc) {
+				c.dedup = 0;
 				rc = seg_writer_append(s->w, seg_writer_size(s->w), s->buf[b], len,
 						       &c.fr);
+			}
 		}
 		pthread_mutex_lock(&s->mu);
 		if (!failed && !rc && s->nch == s->cch) {

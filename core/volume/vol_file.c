@@ -193,7 +193,8 @@ int vol_inode_stage(cairn_volume *vol, vinode *vi)
 			continue;
 		for (uint64_t p = 0; p < x->len; p += VOL_CHUNK_MAX) {
 			uint64_t n = x->len - p < VOL_CHUNK_MAX ? x->len - p : VOL_CHUNK_MAX;
-			rc = vol_stage_append(vol, vi->ino, x->off + p, x->data + p, n, &gen);
+			rc = vol_stage_append(vol, vi->ino, x->off + p, x->data + p, n,
+					      vi->mtime_set ? 0 : vi->mtime_ns, &gen);
 			if (rc)
 				return rc;
 			if (gen > g)
@@ -324,6 +325,7 @@ static int write_locked(cairn_file *f, const void *buf, size_t len, uint64_t off
 			if (off + len > vi->size)
 				vi->size = off + len;
 			vi->mtime_ns = now_ns();
+			vi->mtime_set = 0;
 			return 0;
 		}
 	}
@@ -334,6 +336,7 @@ static int write_locked(cairn_file *f, const void *buf, size_t len, uint64_t off
 	if (off + len > vi->size)
 		vi->size = off + len;
 	vi->mtime_ns = now_ns();
+	vi->mtime_set = 0;
 	/* A new file written in order keeps its buffer up to the stream
 	 * threshold, then becomes a stream. */
 	if (vol_stream_candidate(vol, vi) && vi->dirty_bytes < vol->o.stream_threshold)

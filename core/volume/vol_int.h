@@ -8,12 +8,16 @@
  *   vol_stream.c large files: stream segments, multipart uploads from the
  *                spool, parallel reads and readahead (docs/large-files.md)
  *   vol_fuse.c   extent-sharing copies (copy_file_range), SEEK_DATA/HOLE
+ *   vol_gc.c     space: accounting, garbage collection, compaction, the
+ *                background gc thread, volume fsck (docs/space.md)
  *
  * Lock order (never taken in the other direction):
  *   vinode.lk  ->  vol.st_mu  ->  vol.up_mu
  *   vol.it_mu is taken alone (to pin or unpin a vinode), or before a
  *   vinode lock only by the background pruner, which holds nothing else.
  *   vol.rd_mu (segment readers) is a leaf.
+ *   vol.gc_mu (one gc pass at a time) is taken before anything else and
+ *   held across the pass, which takes the others as any reader does.
  *   Two vinode locks are held together only by volume_copy_range
  *   (vol_fuse.c), lower inode number first.
  *   A stream (vinode.st) is used under vinode.lk (written under the write
@@ -52,6 +56,9 @@ typedef struct vinode {
 	uint64_t dirty_bytes;   /* bytes in gen-0 vbufs */
 	uint64_t size;          /* the file size, buffered data included */
 	int64_t mtime_ns;       /* last write, 0 if none buffered */
+	int mtime_set;          /* an explicit mtime (setattr) came after the
+				   last buffered write: staging it keeps the
+				   inode's times */
 	struct vstream *st;     /* large file being streamed (vol_stream.c) */
 	struct vra *ra;         /* readahead of uploaded stream chunks
 				   (vol_stream.c); set once under rd_mu */
@@ -66,6 +73,9 @@ struct cairn_file {
 typedef struct vpend {
 	uint64_t ino, off, len;
 	seg_frame fr;
+	int64_t wtime_ns;       /* when it was written: the commit sets the
+				   inode's mtime to it; 0: keep the times (an
+				   explicit mtime was set since) */
 	uint64_t chunk_id;      /* out of the commit */
 } vpend;
 
@@ -151,12 +161,25 @@ struct cairn_volume {
 
 	/* stats (atomics) */
 	cairn_volume_stats st;
+
+	/* gc (vol_gc.c): gc_mu serializes passes; the background thread
+	 * sleeps on gc_cv under gc_wmu until gc_stop */
+	pthread_mutex_t gc_mu;
+	pthread_mutex_t gc_wmu;
+	pthread_cond_t gc_cv;
+	int gc_stop;            /* atomic: stop the thread, cut a pass short */
+	int gc_thread;          /* the background thread runs */
+	pthread_t gc_thr;
 };
 
 /* vol_open.c */
 int64_t vol_now_ms(void);
 void vol_attr_from(const meta_attr *a, cairn_attr *o);
 void vol_seg_path(const cairn_volume *vol, uint64_t seg, char *buf, size_t size);
+
+/* vol_gc.c: the background gc thread (gc_interval_ms > 0). */
+int vol_gc_start(cairn_volume *vol);
+void vol_gc_stop(cairn_volume *vol);
 
 /* vol_file.c */
 vinode *vol_vinode_find(cairn_volume *vol, uint64_t ino);  /* pinned or NULL */
@@ -170,13 +193,20 @@ void vol_prune_queued(cairn_volume *vol);
 
 /* vol_stage.c */
 int vol_stage_append(cairn_volume *vol, uint64_t ino, uint64_t off,
-		     const uint8_t *data, uint64_t len, uint64_t *gen);
+		     const uint8_t *data, uint64_t len, int64_t wtime_ns,
+		     uint64_t *gen);
+/* An explicit mtime is being set on ino: its staged, uncommitted data must
+ * not move the inode's times when committed. */
+void vol_stage_keep_times(cairn_volume *vol, uint64_t ino);
 int vol_commit(cairn_volume *vol, int synced);
 int vol_commit_locked(cairn_volume *vol, int synced);
 int vol_seal(cairn_volume *vol);
 int vol_seal_locked(cairn_volume *vol);
 int vol_cap_wait(cairn_volume *vol);
 int vol_wait_uploaded(cairn_volume *vol, uint64_t seg);
+/* The store takes a whole file of size bytes (0: any) by a hard link:
+ * upload sealed segments, streams too, in one put (objstore.h link_puts). */
+int vol_store_links(cairn_volume *vol, uint64_t size);
 int vol_chunk_read(cairn_volume *vol, const meta_chunk *c, const meta_seg *s,
 		   uint8_t *dst);
 int vol_threads_start(cairn_volume *vol);

@@ -43,7 +43,7 @@ static void attr_overlay(cairn_volume *vol, cairn_attr *o)
 		return;
 	pthread_rwlock_rdlock(&vi->lk);
 	o->size = vi->size;
-	if (vi->head && vi->mtime_ns > o->mtime_ns)
+	if (vi->head && !vi->mtime_set && vi->mtime_ns > o->mtime_ns)
 		o->mtime_ns = o->ctime_ns = vi->mtime_ns;
 	pthread_rwlock_unlock(&vi->lk);
 	vol_vinode_unpin(vol, vi);
@@ -160,6 +160,19 @@ int volume_setattr(cairn_volume *vol, uint64_t ino, const cairn_sattr *sa,
 	p.sa.atime_ns = sa->atime_ns;
 	p.sa.mtime_ns = sa->mtime_ns;
 	p.sa.ctime_ns = sa->ctime_ns;
+	if (sa->mask & CAIRN_SET_MTIME) {
+		/* The explicit time must survive the later commit of data
+		 * written before it (cp -p, tar): mark the buffered and the
+		 * staged data of the inode before the change commits. */
+		vinode *b = vol_vinode_find(vol, ino);
+		if (b) {
+			pthread_rwlock_wrlock(&b->lk);
+			b->mtime_set = 1;
+			pthread_rwlock_unlock(&b->lk);
+			vol_vinode_unpin(vol, b);
+		}
+		vol_stage_keep_times(vol, ino);
+	}
 	if (!(sa->mask & CAIRN_SET_SIZE))
 		return ns_run(vol, &p, out);
 	/* A truncation applies to buffered data too: commit it first, under

@@ -467,6 +467,9 @@ static void vol_free(cairn_volume *vol)
 	pthread_mutex_destroy(&vol->st_mu);
 	pthread_mutex_destroy(&vol->up_mu);
 	pthread_mutex_destroy(&vol->rd_mu);
+	pthread_mutex_destroy(&vol->gc_mu);
+	pthread_mutex_destroy(&vol->gc_wmu);
+	pthread_cond_destroy(&vol->gc_cv);
 	pthread_cond_destroy(&vol->up_cv);
 	pthread_cond_destroy(&vol->done_cv);
 	free(vol->itab);
@@ -497,6 +500,9 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
 	pthread_mutex_init(&vol->st_mu, NULL);
 	pthread_mutex_init(&vol->up_mu, NULL);
 	pthread_mutex_init(&vol->rd_mu, NULL);
+	pthread_mutex_init(&vol->gc_mu, NULL);
+	pthread_mutex_init(&vol->gc_wmu, NULL);
+	pthread_cond_init(&vol->gc_cv, NULL);
 	pthread_cond_init(&vol->up_cv, NULL);
 	pthread_cond_init(&vol->done_cv, NULL);
 	vol->dir = strdup(dir);
@@ -568,6 +574,10 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
 	}
 	if ((rc = vol_threads_start(vol)))
 		goto fail;
+	if ((rc = vol_gc_start(vol))) {
+		vol_threads_stop(vol);
+		goto fail;
+	}
 	CAIRN_INFO(VOL_MOD, "volume %s open (epoch %" PRIu64 ", store %s)", dir,
 		   vol->epoch, objstore_url(vol->os));
 	*out = vol;
@@ -589,6 +599,9 @@ int volume_close(cairn_volume *vol)
 	int rc = 0, r;
 	if (!vol)
 		return 0;
+	/* A gc pass in progress is cut short (what it leaves, the next pass
+	 * reclaims) before anything it uses is torn down. */
+	vol_gc_stop(vol);
 	/* Whatever is buffered becomes a committed, sealed segment; the
 	 * uploader then gets one pass, and what it cannot upload now is
 	 * uploaded by the next open's recovery. */

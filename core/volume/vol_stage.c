@@ -217,7 +217,7 @@ static int commit_fn(meta_txn *t, void *arg)
 		if ((rc = meta_chunk_add(t, &c)))
 			return rc;
 		e->chunk_id = c.id;
-		if ((rc = meta_extent_write(t, e->ino, e->off, e->len, c.id, 0)))
+		if ((rc = meta_extent_write_at(t, e->ino, e->off, e->len, c.id, 0, e->wtime_ns)))
 			return cairn_err_wrap(rc, "extent of inode %" PRIu64, e->ino);
 	}
 	return 0;
@@ -277,8 +277,20 @@ int vol_commit(cairn_volume *vol, int synced)
 	return rc;
 }
 
+void vol_stage_keep_times(cairn_volume *vol, uint64_t ino)
+{
+	/* Under st_mu: a commit in progress holds it, so it either ran before
+	 * (the explicit time, committed after, wins) or sees the mark. */
+	pthread_mutex_lock(&vol->st_mu);
+	for (size_t i = 0; i < vol->npend; i++)
+		if (vol->pend[i].ino == ino)
+			vol->pend[i].wtime_ns = 0;
+	pthread_mutex_unlock(&vol->st_mu);
+}
+
 int vol_stage_append(cairn_volume *vol, uint64_t ino, uint64_t off,
-		     const uint8_t *data, uint64_t len, uint64_t *gen)
+		     const uint8_t *data, uint64_t len, int64_t wtime_ns,
+		     uint64_t *gen)
 {
 	seg_frame fr;
 	int rc = 0;
@@ -311,6 +323,7 @@ int vol_stage_append(cairn_volume *vol, uint64_t ino, uint64_t off,
 	e->off = off;
 	e->len = len;
 	e->fr = fr;
+	e->wtime_ns = wtime_ns;
 	e->chunk_id = 0;
 	vol->pend_bytes += len;
 	*gen = vol->gen;
@@ -530,6 +543,14 @@ void vol_kept_add(cairn_volume *vol, uint64_t id, uint64_t size, const char *key
 	}
 }
 
+int vol_store_links(cairn_volume *vol, uint64_t size)
+{
+	cairn_objstore_limits l;
+	memset(&l, 0, sizeof l);
+	objstore_limits(vol->os, &l);
+	return l.link_puts && (size == 0 || size <= l.max_put_size);
+}
+
 static int upload_one(cairn_volume *vol, const vseg *s)
 {
 	char path[4096];
@@ -574,7 +595,11 @@ static void *uploader_main(void *arg)
 		}
 		vseg s = vol->q[0];
 		pthread_mutex_unlock(&vol->up_mu);
-		int rc = s.stream ? vol_stream_upload(vol, &s) : upload_one(vol, &s);
+		/* A stream whose upload did not begin while it was written
+		 * (a store that links whole files, or a failed start) goes
+		 * up in one put when the store takes it without a copy. */
+		int whole = s.stream && !s.job && vol_store_links(vol, s.size);
+		int rc = s.stream && !whole ? vol_stream_upload(vol, &s) : upload_one(vol, &s);
 		char msg[512];
 		if (rc)
 			cairn_err_copy(msg, sizeof msg);

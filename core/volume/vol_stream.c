@@ -47,6 +47,14 @@
  *      crc32c; a sequential reader's readahead fetches the next chunks
  *      (window doubling up to stream_readahead), a random reader only what
  *      it touches.  No byte is returned unverified.
+ *   8. Deduplication (unless no_dedup): a chunk whose SHA-256, length and
+ *      crc32c match a live chunk of an UPLOADED segment gets no frame; its
+ *      reference is committed at once in the stream's pin inode (an
+ *      orphan, freed by meta_open after a crash) by a transaction that
+ *      re-checks the chunk, and moves to the file's extent in the stream
+ *      commit.  A pending hit always holds a committed reference, so gc
+ *      cannot delete its bytes; a hit that fails the re-check is appended
+ *      (the writer thread still holds the bytes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +93,17 @@ struct vmpu {
 	uint64_t *counted;      /* writer-owned: the stream's sp_bytes share */
 };
 
+/* Deduplication state of a stream (see "deduplication" below): the hook
+ * runs on the stream's writer thread; the caller reads it only after
+ * seg_stream_drain (the stream's mutex orders the two). */
+typedef struct vdedup {
+	cairn_volume *vol;
+	uint64_t pin;           /* pin inode, 0 until the first hit */
+	int pin_open;           /* meta_ino_open'ed: ours to close */
+	int off;                /* no more lookups (pin could not be opened) */
+	uint64_t hits, hit_bytes, misses;
+} vdedup;
+
 typedef struct vstream {
 	uint64_t seg;
 	char key[SEG_KEY_MAX];
@@ -94,8 +113,12 @@ typedef struct vstream {
 	struct vmpu *m;         /* NULL: no upload in flight */
 	uint64_t counted;       /* spool bytes in vol->sp_bytes */
 	uint64_t seen;          /* spool size accounted so far */
+	int link;               /* the store links the sealed spool in one put:
+				   no parts, and the spool is not counted
+				   against the upload cap (it costs no upload) */
 	uint64_t flushed;       /* spool bytes whose writeback was started */
 	uint64_t since_commit;
+	vdedup dd;
 } vstream;
 
 static void sleep_ms(unsigned ms)
@@ -386,10 +409,198 @@ void vol_mpu_abort_recorded(cairn_volume *vol, const meta_seg *s)
 	}
 }
 
+/* ---- deduplication ---- */
+
+/*
+ * A chunk whose SHA-256 is in the chunk table is not appended to the spool
+ * (seg_stream's hook, on the writer thread, while the chunk buffer is still
+ * held): the stream references the stored chunk instead.
+ *
+ *  hook: lookup (read txn): hash -> chunk -> segment; cheap checks (same
+ *        raw length, raw codec, segment UPLOADED, crc32c of our bytes ==
+ *        the stored crc32c)
+ *    |        fails: 0 (append the frame as usual)
+ *    v
+ *  pin_fn (one relaxed meta_write): re-check the same in the transaction;
+ *        extent [pos, pos+len) of the stream's pin inode -> the chunk
+ *        (its reference; the pin is created here at the first hit)
+ *    |        fails (chunk gone, moved, segment dying): 0 (append)
+ *    v
+ *  1: ready list entry with dedup = chunk id; no frame
+ *    |
+ *  stream_commit (scommit_fn, one transaction): the file's extent takes
+ *        its own reference, then pin_drop truncates the pin to 0
+ *
+ * The pin is an inode with no name in the orphan table (meta_pin_create),
+ * open while the stream lives: vol_stream_end / vol_stream_free close it
+ * (meta frees it with any extent left), and meta_open frees it after a
+ * crash.  So between the hook and the commit a pending hit always holds a
+ * committed reference: gc (which deletes a chunk only at 0 references and
+ * a segment only with no chunk) cannot take the bytes away.
+ */
+
+static int dedup_usable(const meta_chunk *c, const meta_seg *s, size_t len)
+{
+	return c->refs > 0 && c->codec == SEG_CODEC_RAW && c->raw_len == len &&
+	       c->stored_len == c->raw_len && s->state == META_SEG_UPLOADED && s->key[0];
+}
+
+typedef struct pinop {
+	uint64_t pin;           /* in: the stream's pin, 0: create one */
+	uint64_t created;       /* out: the pin created (0: none) */
+	uint64_t chunk, pos;
+	size_t len;
+	uint32_t crc;
+	const uint8_t *hash;
+} pinop;
+
+static int pin_fn(meta_txn *t, void *arg)
+{
+	pinop *p = arg;
+	meta_chunk c;
+	meta_seg s;
+	meta_attr a;
+	uint64_t pin = p->pin;
+	int rc;
+
+	p->created = 0;
+	if ((rc = meta_chunk_get(t, p->chunk, &c)) || (rc = meta_seg_get(t, c.seg, &s)))
+		return rc;
+	if (memcmp(c.hash, p->hash, META_HASH_LEN) || c.crc != p->crc ||
+	    !dedup_usable(&c, &s, p->len))
+		return cairn_errf(CAIRN_E_NOTFOUND, "chunk %" PRIu64 " changed since the lookup",
+				  p->chunk);
+	if (!pin) {
+		if ((rc = meta_pin_create(t, &a)))
+			return rc;
+		pin = p->created = a.ino;
+	}
+	return meta_extent_write(t, pin, p->pos, p->len, p->chunk, 0);
+}
+
+/* In the commit's transaction: the pin's references are now the file's. */
+static int pin_drop(meta_txn *t, uint64_t pin)
+{
+	meta_sattr sa = { .mask = META_SET_SIZE, .size = 0 };
+	if (!pin)
+		return 0;
+	int rc = meta_setattr(t, pin, &sa, NULL);
+	return rc ? cairn_err_wrap(rc, "release dedup pin %" PRIu64, pin) : 0;
+}
+
+static int dedup_hook(void *arg, const uint8_t *buf, size_t len, uint64_t pos,
+		      const uint8_t hash[32], uint64_t *chunk_id, uint32_t *crc)
+{
+	vdedup *d = arg;
+	cairn_volume *vol = d->vol;
+	meta_txn *t;
+	meta_chunk c;
+	meta_seg s;
+	pinop p = { .pin = d->pin, .pos = pos, .len = len, .hash = hash };
+	int rc;
+
+	if (d->off || meta_read_begin(vol->meta, &t)) {
+		cairn_err_clear();
+		return 0;
+	}
+	rc = meta_chunk_find(t, hash, &p.chunk);
+	if (!rc)
+		rc = meta_chunk_get(t, p.chunk, &c);
+	if (!rc)
+		rc = meta_seg_get(t, c.seg, &s);
+	meta_read_end(t);
+	if (rc || !dedup_usable(&c, &s, len)) {
+		cairn_err_clear();
+		d->misses++;
+		return 0;
+	}
+	/* The cheap confirmation of the hash: the stored crc32c. */
+	p.crc = cairn_crc32c(0, buf, len);
+	if (p.crc != c.crc) {
+		CAIRN_WARN(VOL_MOD, "chunk %" PRIu64 " has our SHA-256 but another crc32c: "
+			   "not deduplicated", p.chunk);
+		d->misses++;
+		return 0;
+	}
+	rc = meta_write(vol->meta, META_RELAXED, META_OP_EXTENT, pin_fn, &p, NULL);
+	if (rc) {
+		CAIRN_DEBUG(VOL_MOD, "dedup of chunk %" PRIu64 " declined: %s", p.chunk,
+			    cairn_errmsg());
+		cairn_err_clear();
+		d->misses++;
+		return 0;
+	}
+	if (p.created) {
+		d->pin = p.created;
+		if (meta_ino_open(vol->meta, d->pin) == 0) {
+			d->pin_open = 1;
+		} else {
+			/* Without an open count nothing frees the pin before the
+			 * next meta_open: stop adding to it (the commit still
+			 * empties it). */
+			CAIRN_WARN(VOL_MOD, "dedup pin %" PRIu64 ": %s (dedup off for this "
+				   "file)", d->pin, cairn_errmsg());
+			cairn_err_clear();
+			d->off = 1;
+		}
+	}
+	d->hits++;
+	d->hit_bytes += len;
+	*chunk_id = p.chunk;
+	*crc = p.crc;
+	return 1;
+}
+
+/* Close the stream's pin: meta frees it, and whatever it still holds. */
+static void pin_close(cairn_volume *vol, vdedup *d)
+{
+	if (d->pin_open && meta_ino_close(vol->meta, d->pin)) {
+		CAIRN_WARN(VOL_MOD, "dedup pin %" PRIu64 " (freed at the next open): %s", d->pin,
+			   cairn_errmsg());
+		cairn_err_clear();
+	}
+	d->pin = 0;
+	d->pin_open = 0;
+}
+
+/* Bytes [coff, coff+n) of stored chunk id (a dedup hit not yet committed,
+ * held by the pin) into dst. */
+static int read_stored(cairn_volume *vol, uint64_t id, uint64_t coff, uint64_t n,
+		       uint8_t *dst)
+{
+	meta_txn *t;
+	meta_chunk c;
+	meta_seg s;
+	uint8_t *raw;
+	int rc;
+
+	if ((rc = meta_read_begin(vol->meta, &t)))
+		return rc;
+	rc = meta_chunk_get(t, id, &c);
+	if (!rc)
+		rc = meta_seg_get(t, c.seg, &s);
+	meta_read_end(t);
+	if (rc)
+		return cairn_err_wrap(rc, "stored chunk %" PRIu64 " of a stream", id);
+	if (coff > c.raw_len || n > c.raw_len - coff)
+		return cairn_errf(CAIRN_E_CORRUPT, "stored chunk %" PRIu64 " has %u bytes, "
+				  "the stream wants %" PRIu64 "+%" PRIu64, id, c.raw_len, coff, n);
+	if (coff == 0 && n == c.raw_len)
+		return vol_chunk_read(vol, &c, &s, dst);
+	if (!(raw = malloc(c.raw_len)))
+		return cairn_errf(CAIRN_E_NOMEM, "chunk of %u bytes", c.raw_len);
+	rc = vol_chunk_read(vol, &c, &s, raw);
+	if (!rc)
+		memcpy(dst, raw + coff, n);
+	free(raw);
+	return rc;
+}
+
 /* ---- the stream of one inode ---- */
 
 typedef struct scommit {
 	uint64_t ino, seg, hwm;
+	uint64_t pin;           /* the stream's pin inode, 0: none */
 	const seg_stream_chunk *ch;
 	size_t n;
 } scommit;
@@ -411,13 +622,23 @@ static int scommit_fn(meta_txn *t, void *arg)
 	rc = meta_getattr(t, p->ino, &a);
 	if (rc == CAIRN_E_NOTFOUND) {
 		cairn_err_clear();  /* removed: its bytes are garbage for GC */
-		return 0;
+		return pin_drop(t, p->pin);
 	}
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < p->n; i++) {
 		const seg_stream_chunk *sc = &p->ch[i];
 		meta_chunk c;
+		if (sc->dedup) {
+			/* A dedup hit: the pin holds its reference until the
+			 * extent below takes one of its own (pin_drop). */
+			if ((rc = meta_extent_write(t, p->ino, sc->pos, sc->fr.raw_len, sc->dedup,
+						    0)))
+				return cairn_err_wrap(rc, "extent of inode %" PRIu64
+						      " (stored chunk %" PRIu64 ")", p->ino,
+						      sc->dedup);
+			continue;
+		}
 		memset(&c, 0, sizeof c);
 		c.seg = p->seg;
 		c.seg_off = sc->fr.off;
@@ -431,7 +652,7 @@ static int scommit_fn(meta_txn *t, void *arg)
 		if ((rc = meta_extent_write(t, p->ino, sc->pos, sc->fr.raw_len, c.id, 0)))
 			return cairn_err_wrap(rc, "extent of inode %" PRIu64, p->ino);
 	}
-	return 0;
+	return pin_drop(t, p->pin);
 }
 
 /* Make the stream's appended chunks durable and committed (invariant 2). */
@@ -448,6 +669,9 @@ static int stream_commit(cairn_volume *vol, vinode *vi, vstream *st)
 	p.n = seg_stream_ready(st->ss);
 	if (!p.n)
 		return 0;
+	/* Every hit so far is in the ready list (drained): the pin's extents
+	 * are exactly those of the chunks committed here. */
+	p.pin = st->dd.pin;
 	/* The meta_write callback must not block: copy the list first. */
 	ch = malloc(p.n * sizeof *ch);
 	if (!ch)
@@ -532,8 +756,10 @@ static int feed(cairn_volume *vol, vinode *vi, vstream *st, const uint8_t *buf,
 		 * whatever the file grew by since last time. */
 		uint64_t now = seg_writer_size(w), grew = now - st->seen;
 		st->seen = now;
-		st->counted += grew;
-		__atomic_add_fetch(&vol->sp_bytes, grew, __ATOMIC_RELAXED);
+		if (!st->link) {
+			st->counted += grew;
+			__atomic_add_fetch(&vol->sp_bytes, grew, __ATOMIC_RELAXED);
+		}
 		st->since_commit += n;
 		buf += n;
 		len -= n;
@@ -574,6 +800,11 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 	if (!st)
 		return cairn_errf(CAIRN_E_NOMEM, "stream of inode %" PRIu64, vi->ino);
 	st->rfd = -1;
+	st->dd.vol = vol;
+	if (!vol->o.no_dedup) {
+		so.dedup = dedup_hook;
+		so.dedup_arg = &st->dd;
+	}
 	rc = vol_seg_new(vol, 1, &ns, &id);
 	if (rc) {
 		free(st);
@@ -591,7 +822,11 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 		rc = cairn_errf(CAIRN_E_IO, "open %s: %s", st->path, strerror(errno));
 		goto fail;
 	}
-	if (!vol->o.no_upload && mpu_open(vol, st->seg, st->key, &st->m)) {
+	/* A store that takes a whole file by a link gets the sealed spool in
+	 * one put (vol_stage.c): parts would copy every byte. */
+	st->link = !vol->o.stream_multipart && vol_store_links(vol, 0);
+	if (!vol->o.no_upload && !st->link &&
+	    mpu_open(vol, st->seg, st->key, &st->m)) {
 		CAIRN_WARN(VOL_MOD, "stream segment %s: cannot start its upload now (it is "
 			   "uploaded once the file ends): %s", st->key, cairn_errmsg());
 		cairn_err_clear();
@@ -660,6 +895,9 @@ void vol_stream_free(cairn_volume *vol, vinode *vi)
 		vol_mpu_free(st->m);  /* recovery aborts the recorded upload */
 	}
 	__atomic_sub_fetch(&vol->sp_bytes, st->counted, __ATOMIC_RELAXED);
+	seg_stream_drain(st->ss);  /* the hook may still be using the pin */
+	cairn_err_clear();
+	pin_close(vol, &st->dd);
 	stream_free(st);
 	vi->st = NULL;
 }
@@ -678,6 +916,7 @@ int vol_stream_end(cairn_volume *vol, vinode *vi)
 		return stream_broken(vol, rc);
 	if ((rc = stream_commit(vol, vi, st)))
 		return rc;
+	pin_close(vol, &st->dd);  /* empty after the commit */
 	before = st->seen;
 	if ((rc = seg_writer_seal(w, &size)))
 		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
@@ -685,7 +924,7 @@ int vol_stream_end(cairn_volume *vol, vinode *vi)
 		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
 	/* Hand over: the uploader sends the tail and completes; the
 	 * stream's share of the cap moves to the upload queue. */
-	uint64_t acct = st->counted + (size - before);
+	uint64_t acct = st->counted + (st->link ? 0 : size - before);
 	if (st->m)
 		st->m->counted = NULL;  /* the uploader reaps its parts now */
 	__atomic_sub_fetch(&vol->sp_bytes, st->counted, __ATOMIC_RELAXED);
@@ -696,8 +935,10 @@ int vol_stream_end(cairn_volume *vol, vinode *vi)
 	}
 	st->m = NULL;
 	__atomic_add_fetch(&vol->st.segments_sealed, 1, __ATOMIC_RELAXED);
-	CAIRN_DEBUG(VOL_MOD, "inode %" PRIu64 ": stream %s ended at %" PRIu64 " bytes",
-		    vi->ino, st->key, size);
+	CAIRN_DEBUG(VOL_MOD, "inode %" PRIu64 ": stream %s ended at %" PRIu64 " bytes; "
+		    "dedup: %" PRIu64 " chunks (%" PRIu64 " bytes) referenced, %" PRIu64
+		    " stored", vi->ino, st->key, size, st->dd.hits, st->dd.hit_bytes,
+		    st->dd.misses);
 	stream_free(st);
 	vi->st = NULL;
 	return rc;
@@ -727,6 +968,13 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
 		size_t got = 0;
 		if (lo >= hi)
 			continue;
+		if (c->dedup) {
+			/* A dedup hit: the stored chunk, held by the pin. */
+			if ((rc = read_stored(vol, c->dedup, lo - c->pos, hi - lo, buf + (lo - off))))
+				return cairn_err_wrap(rc, "read inode %" PRIu64 " at %" PRIu64,
+						      vi->ino, lo);
+			continue;
+		}
 		/* Raw frames: the file's bytes follow the frame header. */
 		rc = uring_read(vol->u, st->rfd, buf + (lo - off), hi - lo,
 				c->fr.off + SEG_FRAME_HDR_SIZE + (lo - c->pos), &got);

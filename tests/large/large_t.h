@@ -29,6 +29,7 @@ static inline void lt_opts(cairn_volume_opts *o)
 	o->stream_inflight = 4;
 	o->stream_chunk_avg = 1u << 20;
 	o->stream_commit_bytes = 8 * MIB;
+	o->stream_multipart = 1;  /* parts on file:// too (the path S3 takes) */
 }
 
 static inline void lt_format(const char *dir)

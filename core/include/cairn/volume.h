@@ -97,6 +97,12 @@ typedef struct cairn_volume_opts {
 				      many bytes; 256 MiB */
 	unsigned stream_readahead; /* chunks fetched ahead by sequential
 				      reads of an uploaded stream; 8 */
+	int stream_multipart;      /* 1: upload streams by multipart while
+				      they are written even when the store
+				      takes a whole file by a link (file://
+				      on the volume's file system; then the
+				      sealed spool is linked in one put by
+				      default, docs/large-files.md) */
 	/* Space (docs/space.md). */
 	int64_t gc_grace_ms;       /* dead segments are deleted this long after
 				      they died; 0: default 1 hour;

@@ -272,6 +272,11 @@ typedef struct meta_extent {
  * the chunk's raw length), CAIRN_E_FBIG. */
 int meta_extent_write(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len,
 		      uint64_t chunk, uint64_t chunk_off);
+/* The same, with mtime and ctime set to mtime_ns (when the bytes were
+ * written, which may be before the commit), or left as they are when
+ * mtime_ns is 0 (an explicit mtime was set since the write). */
+int meta_extent_write_at(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len,
+			 uint64_t chunk, uint64_t chunk_off, int64_t mtime_ns);
 /* Unmap [off, off+len) (a hole); the size does not change. */
 int meta_extent_punch(meta_txn *t, uint64_t ino, uint64_t off, uint64_t len);
 /* The mapping of [off, off+len) clipped to EOF, holes included (chunk 0),
@@ -304,6 +309,36 @@ int meta_chunk_get(meta_txn *t, uint64_t id, meta_chunk *out);
 int meta_chunk_find(meta_txn *t, const uint8_t hash[META_HASH_LEN], uint64_t *id);
 /* Compaction: the chunk's bytes now live at (seg, seg_off). */
 int meta_chunk_move(meta_txn *t, uint64_t id, uint64_t seg, uint64_t seg_off);
+/* Compaction that re-encoded the chunk: c->id names it; c->seg, seg_off,
+ * stored_len, codec and crc are its new place and stored form (raw_len and
+ * hash must be the chunk's: the raw bytes are the same).  The refs, the
+ * content-hash entry and the extents naming it do not change.
+ * CAIRN_E_NOTFOUND (chunk or segment), CAIRN_E_INVAL (same segment, raw
+ * length or hash differ, target segment dead or deleting, range past the
+ * end of a sealed target). */
+int meta_chunk_relocate(meta_txn *t, const meta_chunk *c);
+/* The chunks stored in segment seg (through the segment index), in chunk
+ * id order; cb returns nonzero to stop (not an error). */
+typedef int (*meta_chunk_fn)(const meta_chunk *c, void *arg);
+int meta_seg_chunks(meta_txn *t, uint64_t seg, meta_chunk_fn cb, void *arg);
+/* Sum of the lengths of all extent records (bytes mapped to chunks,
+ * counted once per record: shared maps once) and their count.  One scan
+ * of the extent table. */
+int meta_extent_totals(meta_txn *t, uint64_t *bytes, uint64_t *records);
+
+/* What the tree under ino (a directory or a file, live or in a snapshot)
+ * holds: regular files (and other non-directory nodes), directories,
+ * symlinks, logical bytes (sizes of regular files, each inode once),
+ * stored bytes of the distinct chunks its files' extents name, and of
+ * those the bytes of chunks named by nothing outside the tree (every
+ * extent record naming them lies in an extent map that only inodes inside
+ * the tree name, and those inodes have no link outside it).  One scan of
+ * the tree and of its extent maps.  CAIRN_E_NOTFOUND. */
+typedef struct meta_tree_usage {
+	uint64_t files, dirs, symlinks;
+	uint64_t logical_bytes, stored_bytes, unique_bytes;
+} meta_tree_usage;
+int meta_tree_usage_get(meta_txn *t, uint64_t ino, meta_tree_usage *out);
 
 typedef enum meta_seg_state {
 	META_SEG_STAGING = 1,   /* local, being appended to */
@@ -339,6 +374,16 @@ int meta_seg_update(meta_txn *t, const meta_seg *s);
 int meta_seg_delete(meta_txn *t, uint64_t id);
 typedef int (*meta_seg_fn)(const meta_seg *s, void *arg);
 int meta_seg_list(meta_txn *t, uint64_t from, meta_seg_fn cb, void *arg);
+
+/* ---- deduplication pins (chunk deduplication, docs/large-files.md) ---- */
+
+/* Create a regular file (mode S_IFREG|0600) with no name and nlink 0,
+ * queued in the orphan table like a file unlinked while open: a writer's
+ * hidden holder of chunk references (its extents) that are not yet in any
+ * file.  The caller meta_ino_open()s it after the commit; the last
+ * meta_ino_close() frees it with its extents, and meta_open() frees it
+ * after a crash.  out->ino gets its number. */
+int meta_pin_create(meta_txn *t, meta_attr *out);
 
 /* ---- snapshots and clones -------------------------------------------- */
 
@@ -398,6 +443,8 @@ typedef struct meta_fsck_result {
 	uint64_t inodes, dirents, extents, chunks, segments;
 	uint64_t problems;  /* found */
 	uint64_t repaired;
+	uint64_t live_bytes;       /* sum of stored_len over chunk records */
+	uint64_t referenced_bytes; /* sum of len over extent records */
 } meta_fsck_result;
 
 /* Full consistency check; one line per problem is written to report (may

@@ -282,16 +282,34 @@ int seg_writer_recover(cairn_uring *u, const char *path, const seg_id *id,
  */
 #define SEG_STREAM_AVG_CHUNK (4u << 20)
 
+/* Deduplication hook (optional), called on the writer thread for every
+ * cut chunk after its SHA-256 and before its frame is appended; buf holds
+ * the chunk's len bytes (stream offset pos) during the call only.  Return
+ * 1 with *chunk_id (nonzero) and *crc (crc32c of the bytes) set when the
+ * chunk is already stored elsewhere and must not be appended: it is then
+ * reported with dedup = *chunk_id.  Return 0 to append it as usual.  The
+ * hook cannot fail: on any error of its own it returns 0 (the bytes are
+ * always kept). */
+typedef int (*seg_stream_dedup_fn)(void *arg, const uint8_t *buf, size_t len,
+				   uint64_t pos, const uint8_t hash[32],
+				   uint64_t *chunk_id, uint32_t *crc);
+
 typedef struct seg_stream_opts {
 	uint32_t min_chunk;  /* 0: avg / 4 */
 	uint32_t avg_chunk;  /* power of two is best; 0: 4 MiB */
 	uint32_t max_chunk;  /* 0: avg * 4 (at most SEG_FRAME_MAX_RAW) */
+	seg_stream_dedup_fn dedup;  /* NULL: append every chunk */
+	void *dedup_arg;
 } seg_stream_opts;
 
 typedef struct seg_stream_chunk {
-	seg_frame fr;        /* where its raw frame lies in the segment */
+	seg_frame fr;        /* where its raw frame lies in the segment; for a
+				dedup hit only raw_len, stored_len and crc
+				are set (no frame was appended) */
 	uint64_t pos;        /* offset of its first byte in the stream */
 	uint8_t hash[32];    /* sha256 of its bytes */
+	uint64_t dedup;      /* 0: appended here; else the stored chunk's id
+				(the dedup hook said so) */
 } seg_stream_chunk;
 
 typedef struct seg_stream seg_stream;
