@@ -9,10 +9,12 @@
  *   check paths, pipe, fork  ------>  chdir /, log to <vol>/mount.log
  *   read the pipe ...                 volume_open    (owner lock: this pid)
  *                                     fuse_session_new + mount
+ *                                     on_open hook (CLI control socket)
  *   <------ "0" or "<rc> <message>"   report, stdio -> /dev/null
  *   exit 0, or the error, 1           serve (multi-threaded loop) ...
  *                                     SIGTERM/SIGINT/SIGHUP or unmount:
- *                                     unmount, close handles, volume_close
+ *                                     unmount, on_close hook, close
+ *                                     handles, volume_close
  *
  *   daemon states:  OPENING --mounted--> SERVING --signal/unmount--> CLOSING
  *                   OPENING --error--> (reports, exits 1)
@@ -265,13 +267,16 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	cfs *fs = NULL;
 	char esc[PATH_MAX * 2], optstr[PATH_MAX * 2 + 700];
-	int rc, mounted = 0, fs_ok = 0, ra = 0;
+	int rc, mounted = 0, fs_ok = 0, ra = 0, hooked = 0;
 	pthread_t ra_thr;
 
 	memset(&vo, 0, sizeof vo);
 	if (o->durability >= 0)
 		vo.durability = o->durability;
 	vo.cache_size = o->cache_size;
+	/* A mount reclaims space in the background at a gentle rate
+	 * (docs/space.md); `cairn gc` runs a pass on demand. */
+	vo.gc_interval_ms = 5 * 60 * 1000;
 	if ((rc = volume_open(voldir, &vo, &vol)))
 		goto fail;
 	{
@@ -314,6 +319,13 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 		goto fail;
 	}
 	mounted = 1;
+	/* The caller's hook (the CLI's control socket) is up before the
+	 * parent hears "mounted", so a command right after the mount finds it. */
+	if (o->on_open) {
+		if ((rc = o->on_open(vol, o->hook_arg)))
+			goto fail;
+		hooked = 1;
+	}
 	CAIRN_INFO(FUSE_MOD, "volume %s mounted on %s (pid %ld)", voldir, mp, (long)getpid());
 	if (notify_fd >= 0) {
 		notify(notify_fd, 0, "mounted");
@@ -362,6 +374,8 @@ fail:
 		notify(notify_fd, rc, cairn_errmsg());
 	else if (notify_fd >= 0)
 		close(notify_fd);
+	if (hooked && o->on_close)
+		o->on_close(o->hook_arg);  /* waits for the commands it runs */
 	if (vol) {
 		/* Handles the kernel never released (lazy unmount, a
 		 * killed session) hold buffered data: close them first. */

@@ -6,53 +6,52 @@
  *   - every command has --help; `cairn help CMD` prints the same;
  *   - exit 0 on success; on failure one line on stderr, "cairn: CMD: what
  *     failed: why" followed by what to do where we know it, and a non-zero
- *     exit status:
- *         1  the operation failed (I/O, store, corrupt data, ...)
- *         2  usage error (unknown command or flag, bad argument)
+ *     exit status (tools/cli.h): 1 failed, 2 usage, 3 not found, 4 exists,
+ *     5 volume busy without a control socket;
  *   - global options come before the command: --volume DIR (or
  *     $CAIRN_VOLUME, default ~/.local/share/cairn/default), --json, -q, -v,
  *     --log-file FILE.
  *
- * Commands are a table (name, summary, usage text, function); later
- * capabilities add rows.  mount/umount/stats call the FUSE library
- * (cairn/fuse.h, docs/fuse.md).  Run as mount.fuse.cairn (a symlink), the
- * binary is mount(8)'s helper for fstab lines of type fuse.cairn.
+ * Commands are tables of cli_command rows (tools/cli.h): the built-ins
+ * here (version, format, mount, umount, stats, help) and one table per
+ * cmd_*.c file.  A CLI_VOLUME command runs either in the mount daemon
+ * through its control socket (cli_ctl.c), when the volume is mounted, or
+ * here on a volume this process opens and closes.  mount/umount/stats call
+ * the FUSE library (cairn/fuse.h, docs/fuse.md).  Run as mount.fuse.cairn
+ * (a symlink), the binary is mount(8)'s helper for fstab lines of type
+ * fuse.cairn.
  */
 #include <errno.h>
-#include <getopt.h>
-#include <sys/stat.h>
-#include <stdio.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cairn/fuse.h"
-#include "cairn/runtime.h"
-#include "cairn/volume.h"
+#include "cli.h"
 
-enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
-
-struct cli {
+struct global {
 	const char *volume;
 	const char *log_file;
-	int json;
-	int verbose; /* -1 quiet, 0 normal, 1+ verbose */
 };
 
-struct command {
-	const char *name;
-	const char *summary;
-	const char *usage;
-	int (*run)(struct cli *cli, int argc, char **argv);
+static struct global g;
+
+static const cli_command builtin_commands[];
+
+static const cli_command *const tables[] = {
+	builtin_commands, cli_fs_commands, cli_ckpt_commands, cli_admin_commands,
 };
 
-static const struct command commands[];
-
-static int usage_error(const char *cmd, const char *fmt, const char *arg)
+static const cli_command *find_command(const char *name)
 {
-	fprintf(stderr, "cairn: %s: ", cmd);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see 'cairn %s --help')\n", cmd);
-	return EXIT_USAGE;
+	for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+		for (const cli_command *c = tables[t]; c->name; c++)
+			if (strcmp(c->name, name) == 0)
+				return c;
+	return NULL;
 }
 
 /* "--help" or "-h" anywhere among a command's arguments. */
@@ -67,30 +66,24 @@ static int wants_help(int argc, char **argv)
 	return 0;
 }
 
-static void json_str(const char *s)
+static int no_args(cli_ctx *c, int argc, char **argv)
 {
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+	if (argc > 1)
+		return argv[1][0] == '-' && argv[1][1] ?
+			cli_usage(c, "unknown option '%s'", argv[1]) :
+			cli_usage(c, "unexpected argument '%s'", argv[1]);
+	return 0;
 }
 
-static int cmd_version(struct cli *cli, int argc, char **argv)
+static int cmd_version(cli_ctx *c, int argc, char **argv)
 {
 	cairn_uring *u = NULL;
 	const char *engine = "unavailable";
 	const char *reason = "";
 	int rc;
 
-	if (argc > 1)
-		return usage_error("version", "unexpected argument '%s'", argv[1]);
+	if ((rc = no_args(c, argc, argv)))
+		return rc;
 	/* The engine that would run here, with the reason for a fallback. */
 	rc = uring_open(NULL, &u);
 	if (rc == CAIRN_OK) {
@@ -99,70 +92,23 @@ static int cmd_version(struct cli *cli, int argc, char **argv)
 	} else {
 		reason = cairn_errmsg();
 	}
-	if (cli->json) {
-		printf("{\"version\":");
-		json_str(CAIRN_VERSION);
-		printf(",\"io_engine\":");
-		json_str(engine);
-		printf(",\"io_engine_fallback_reason\":");
-		json_str(reason);
-		printf(",\"crc32c\":");
-		json_str(cairn_crc32c_impl());
-		printf("}\n");
+	if (c->json) {
+		cli_json j;
+		cli_json_init(&j, c->out);
+		cli_json_obj_begin(&j);
+		cli_json_kstr(&j, "version", CAIRN_VERSION);
+		cli_json_kstr(&j, "io_engine", engine);
+		cli_json_kstr(&j, "io_engine_fallback_reason", reason);
+		cli_json_kstr(&j, "crc32c", cairn_crc32c_impl());
+		cli_json_obj_end(&j);
 	} else {
-		printf("cairn %s\n", CAIRN_VERSION);
-		printf("io engine: %s%s%s%s\n", engine, reason[0] ? " (" : "",
-		       reason, reason[0] ? ")" : "");
-		printf("crc32c: %s\n", cairn_crc32c_impl());
+		fprintf(c->out, "cairn %s\n", CAIRN_VERSION);
+		fprintf(c->out, "io engine: %s%s%s%s\n", engine, reason[0] ? " (" : "", reason,
+			reason[0] ? ")" : "");
+		fprintf(c->out, "crc32c: %s\n", cairn_crc32c_impl());
 	}
 	uring_close(u);
-	return rc == CAIRN_OK ? 0 : EXIT_FAIL;
-}
-
-/* The volume directory: --volume, $CAIRN_VOLUME, or the default. */
-static const char *volume_dir(struct cli *cli, char *buf, size_t size)
-{
-	if (cli->volume && cli->volume[0])
-		return cli->volume;
-	const char *home = getenv("HOME");
-	snprintf(buf, size, "%s/.local/share/cairn/default", home && home[0] ? home : ".");
-	return buf;
-}
-
-static int op_failed(const char *cmd)
-{
-	fprintf(stderr, "cairn: %s: %s\n", cmd, cairn_errmsg());
-	return EXIT_FAIL;
-}
-
-/* "64M", "1G", "4096": bytes.  Returns 0, or -1 on anything else. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end = NULL;
-	unsigned long long v;
-	unsigned shift = 0;
-
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case '\0': break;
-	case 'K': case 'k': shift = 10; end++; break;
-	case 'M': case 'm': shift = 20; end++; break;
-	case 'G': case 'g': shift = 30; end++; break;
-	default: return -1;
-	}
-	if (*end == 'i' && end[1] == 'B')
-		end += 2;
-	else if (*end == 'B')
-		end++;
-	if (*end || (shift && v > (UINT64_MAX >> shift)))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
+	return rc == CAIRN_OK ? 0 : CLI_EXIT_FAIL;
 }
 
 /* mkdir -p of the directories above path (not path itself). */
@@ -196,171 +142,228 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-static int cmd_format(struct cli *cli, int argc, char **argv)
+static int cmd_format(cli_ctx *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"store", required_argument, NULL, 's'},
-		{"compress", required_argument, NULL, 'c'},
-		{"zstd-level", required_argument, NULL, 'z'},
-		{"segment-size", required_argument, NULL, 'S'},
-		{NULL, 0, NULL, 0},
+	enum { O_STORE = 1, O_COMPRESS, O_LEVEL, O_SEGSIZE };
+	static const cli_opt opts[] = {
+		{"store", 0, 1, O_STORE},
+		{"compress", 0, 1, O_COMPRESS},
+		{"zstd-level", 0, 1, O_LEVEL},
+		{"segment-size", 0, 1, O_SEGSIZE},
+		{NULL, 0, 0, 0},
 	};
 	cairn_format_opts fo = {0};
-	char vbuf[4096];
-	const char *dir;
-	int opt, none = 0;
+	cli_args a;
+	char **ops;
+	int opt, none = 0, nops, status = 0;
 	long level = 0;
 
-	optind = 0;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	cli_args_init(&a, argc, argv);
+	while (!status && (opt = cli_getopt(c, &a, opts)) != 0) {
 		char *end = NULL;
 		switch (opt) {
-		case 's': fo.store_url = optarg; break;
-		case 'c':
-			if (strcmp(optarg, "none") == 0)
+		case O_STORE: fo.store_url = a.arg; break;
+		case O_COMPRESS:
+			if (strcmp(a.arg, "none") == 0)
 				none = 1;
-			else if (strcmp(optarg, "zstd") != 0)
-				return usage_error("format", "--compress takes zstd or none, not '%s'",
-						   optarg);
+			else if (strcmp(a.arg, "zstd") != 0)
+				status = cli_usage(c, "--compress takes zstd or none, not '%s'", a.arg);
 			break;
-		case 'z':
+		case O_LEVEL:
 			errno = 0;
-			level = strtol(optarg, &end, 10);
+			level = strtol(a.arg, &end, 10);
 			if (errno || !end || *end || level < 1 || level > 19)
-				return usage_error("format", "--zstd-level takes 1..19, not '%s'",
-						   optarg);
+				status = cli_usage(c, "--zstd-level takes 1..19, not '%s'", a.arg);
 			break;
-		case 'S':
-			if (parse_size(optarg, &fo.segment_size) ||
+		case O_SEGSIZE:
+			if (cli_parse_size(a.arg, &fo.segment_size) ||
 			    fo.segment_size < (1u << 20) || fo.segment_size > (1ull << 32))
-				return usage_error("format",
-						   "--segment-size takes 1M..4G (e.g. 64M), not '%s'",
-						   optarg);
+				status = cli_usage(c, "--segment-size takes 1M..4G (e.g. 64M), not '%s'",
+						   a.arg);
 			break;
 		default:
-			return usage_error("format", "unknown option '%s'", argv[optind - 1]);
+			status = CLI_EXIT_USAGE;
 		}
 	}
-	if (optind < argc)
-		return usage_error("format", "unexpected argument '%s'", argv[optind]);
+	ops = cli_operands(&a, &nops);
+	if (!status && nops > 0)
+		status = cli_usage(c, "unexpected argument '%s'", ops[0]);
+	cli_args_free(&a);
+	if (status)
+		return status;
 	fo.zstd_level = none ? -1 : (int)level;
-	dir = volume_dir(cli, vbuf, sizeof vbuf);
-	if (mkdir_parents(dir) || volume_format(dir, &fo)) {
-		fprintf(stderr, "cairn: format: %s\n", cairn_errmsg());
-		return EXIT_FAIL;
+	if (mkdir_parents(c->volume_dir) || volume_format(c->volume_dir, &fo)) {
+		fprintf(c->err, "cairn: format: %s\n", cairn_errmsg());
+		return CLI_EXIT_FAIL;
 	}
-	if (cli->json) {
-		printf("{\"volume\":");
-		json_str(dir);
-		printf(",\"store\":");
-		json_str(fo.store_url ? fo.store_url : "default");
-		printf("}\n");
-	} else if (cli->verbose >= 0) {
-		printf("formatted volume %s (store: %s)\n", dir,
-		       fo.store_url ? fo.store_url : "file:// inside the volume");
+	if (c->json) {
+		cli_json j;
+		cli_json_init(&j, c->out);
+		cli_json_obj_begin(&j);
+		cli_json_kstr(&j, "volume", c->volume_dir);
+		cli_json_kstr(&j, "store", fo.store_url ? fo.store_url : "default");
+		cli_json_obj_end(&j);
+	} else if (c->verbose >= 0) {
+		fprintf(c->out, "formatted volume %s (store: %s)\n", c->volume_dir,
+			fo.store_url ? fo.store_url : "file:// inside the volume");
 	}
 	return 0;
 }
 
-static int cmd_mount(struct cli *cli, int argc, char **argv)
+/* The mount daemon's control socket: started once the volume is open and
+ * the kernel mount live, stopped before the volume closes. */
+struct ctl_hook {
+	const char *volume_dir;
+	char mountpoint[PATH_MAX];
+	cli_ctl *ctl;
+};
+
+static int ctl_on_open(struct cairn_volume *vol, void *arg)
 {
+	struct ctl_hook *h = arg;
+	return cli_ctl_start(vol, h->volume_dir, h->mountpoint, &h->ctl);
+}
+
+static void ctl_on_close(void *arg)
+{
+	struct ctl_hook *h = arg;
+	cli_ctl_stop(h->ctl);
+	h->ctl = NULL;
+}
+
+static int do_mount(cairn_mount_opts *o, struct ctl_hook *h)
+{
+	h->volume_dir = o->volume_dir;
+	if (!realpath(o->mountpoint, h->mountpoint))
+		snprintf(h->mountpoint, sizeof h->mountpoint, "%s", o->mountpoint);
+	o->on_open = ctl_on_open;
+	o->on_close = ctl_on_close;
+	o->hook_arg = h;
+	return cairn_mount(o);
+}
+
+static int cmd_mount(cli_ctx *c, int argc, char **argv)
+{
+	enum { O_FG = 1, O_DEBUG, O_OPT };
+	static const cli_opt opts[] = {
+		{"foreground", 'f', 0, O_FG},
+		{"debug", 'd', 0, O_DEBUG},
+		{"options", 'o', 1, O_OPT},
+		{NULL, 0, 0, 0},
+	};
+	static struct ctl_hook hook;
 	cairn_mount_opts o;
-	char vbuf[4096];
-	int opt;
+	cli_args a;
+	char **ops;
+	int opt, nops, status = 0;
 
 	cairn_mount_opts_init(&o);
-	optind = 0;  /* reset getopt for the command's own flags */
-	opterr = 0;
-	while ((opt = getopt(argc, argv, "+fdo:")) != -1) {
+	cli_args_init(&a, argc, argv);
+	while (!status && (opt = cli_getopt(c, &a, opts)) != 0) {
 		switch (opt) {
-		case 'f': o.foreground = 1; break;
-		case 'd': o.debug = 1; o.foreground = 1; break;
-		case 'o':
-			if (cairn_mount_opts_parse(&o, optarg)) {
-				fprintf(stderr, "cairn: mount: %s (see 'cairn mount --help')\n",
-					cairn_errmsg());
-				return EXIT_USAGE;
-			}
+		case O_FG: o.foreground = 1; break;
+		case O_DEBUG: o.debug = 1; o.foreground = 1; break;
+		case O_OPT:
+			if (cairn_mount_opts_parse(&o, a.arg))
+				status = cli_usage(c, "%s", cairn_errmsg());
 			break;
 		default:
-			return usage_error("mount", "unknown option '%s'", argv[optind - 1]);
+			status = CLI_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc)
-		return usage_error("mount", "%s", "missing MOUNTPOINT");
-	if (optind + 1 < argc)
-		return usage_error("mount", "unexpected argument '%s'", argv[optind + 1]);
-	o.volume_dir = volume_dir(cli, vbuf, sizeof vbuf);
-	o.mountpoint = argv[optind];
-	o.log_file = cli->log_file;
-	if (cairn_mount(&o))
-		return op_failed("mount");
-	return 0;
+	ops = cli_operands(&a, &nops);
+	if (!status && nops < 1)
+		status = cli_usage(c, "missing MOUNTPOINT");
+	if (!status && nops > 1)
+		status = cli_usage(c, "unexpected argument '%s'", ops[1]);
+	if (!status) {
+		o.volume_dir = c->volume_dir;
+		o.mountpoint = ops[0];
+		o.log_file = g.log_file;
+		if (do_mount(&o, &hook)) {
+			fprintf(c->err, "cairn: mount: %s\n", cairn_errmsg());
+			status = CLI_EXIT_FAIL;
+		}
+	}
+	cli_args_free(&a);
+	return status;
 }
 
-static int cmd_umount(struct cli *cli, int argc, char **argv)
+/* One MOUNTPOINT operand, no options. */
+static int one_mountpoint(cli_ctx *c, int argc, char **argv)
 {
-	(void)cli;
 	if (argc < 2)
-		return usage_error("umount", "%s", "missing MOUNTPOINT");
+		return cli_usage(c, "missing MOUNTPOINT");
 	if (argc > 2)
-		return usage_error("umount", "unexpected argument '%s'", argv[2]);
+		return cli_usage(c, "unexpected argument '%s'", argv[2]);
 	if (argv[1][0] == '-')
-		return usage_error("umount", "unknown option '%s'", argv[1]);
-	if (cairn_umount(argv[1], 120000))
-		return op_failed("umount");
+		return cli_usage(c, "unknown option '%s'", argv[1]);
 	return 0;
 }
 
-static int cmd_stats(struct cli *cli, int argc, char **argv)
+static int cmd_umount(cli_ctx *c, int argc, char **argv)
+{
+	int rc = one_mountpoint(c, argc, argv);
+	if (rc)
+		return rc;
+	if (cairn_umount(argv[1], 120000)) {
+		fprintf(c->err, "cairn: umount: %s\n", cairn_errmsg());
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
+static int cmd_stats(cli_ctx *c, int argc, char **argv)
 {
 	char buf[8192];
-	if (argc < 2)
-		return usage_error("stats", "%s", "missing MOUNTPOINT");
-	if (argc > 2)
-		return usage_error("stats", "unexpected argument '%s'", argv[2]);
-	if (argv[1][0] == '-')
-		return usage_error("stats", "unknown option '%s'", argv[1]);
-	if (cairn_mount_stats(argv[1], buf, sizeof buf))
-		return op_failed("stats");
-	if (!cli->json) {
-		fputs(buf, stdout);
+	int rc = one_mountpoint(c, argc, argv);
+	if (rc)
+		return rc;
+	if (cairn_mount_stats(argv[1], buf, sizeof buf)) {
+		fprintf(c->err, "cairn: stats: %s\n", cairn_errmsg());
+		return CLI_EXIT_FAIL;
+	}
+	if (!c->json) {
+		fputs(buf, c->out);
 		return 0;
 	}
 	/* "key value" lines -> one object; all-digit values are numbers */
-	int first = 1;
-	putchar('{');
+	cli_json j;
+	cli_json_init(&j, c->out);
+	cli_json_obj_begin(&j);
 	for (char *save = NULL, *ln = strtok_r(buf, "\n", &save); ln;
 	     ln = strtok_r(NULL, "\n", &save)) {
 		char *sp = strchr(ln, ' ');
 		if (!sp)
 			continue;
 		*sp++ = 0;
-		printf("%s", first ? "" : ",");
-		first = 0;
-		json_str(ln);
-		putchar(':');
-		if (*sp && strspn(sp, "0123456789") == strlen(sp))
-			printf("%s", sp);
+		if (*sp && strlen(sp) < 20 && strspn(sp, "0123456789") == strlen(sp))
+			cli_json_ku64(&j, ln, strtoull(sp, NULL, 10));
 		else
-			json_str(sp);
+			cli_json_kstr(&j, ln, sp);
 	}
-	printf("}\n");
+	cli_json_obj_end(&j);
 	return 0;
 }
 
 static void print_usage(FILE *f)
 {
+	static const char *const heads[] = {
+		"Commands:", "Files in the volume:", "Checkpoints, snapshots, clones:",
+		"Operations:",
+	};
 	fprintf(f,
 		"usage: cairn [--volume DIR] [--json] [-q|-v] [--log-file FILE] COMMAND [ARGS]\n"
 		"\n"
 		"cairn is a file system and data store for ML training: small files packed\n"
-		"into large segments in an object store, checkpoints published atomically.\n"
-		"\n"
-		"Commands:\n");
-	for (const struct command *c = commands; c->name; c++)
-		fprintf(f, "  %-10s %s\n", c->name, c->summary);
+		"into large segments in an object store, checkpoints published atomically.\n");
+	for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+		if (!tables[t][0].name)
+			continue;
+		fprintf(f, "\n%s\n", heads[t]);
+		for (const cli_command *c = tables[t]; c->name; c++)
+			fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	}
 	fprintf(f,
 		"\n"
 		"Global options:\n"
@@ -373,33 +376,37 @@ static void print_usage(FILE *f)
 		"  -h, --help       this help; 'cairn COMMAND --help' for a command\n"
 		"  --version        same as 'cairn version'\n"
 		"\n"
-		"Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
+		"Volume paths: /a/b in the live tree, @SNAP/a/b inside snapshot SNAP.\n"
+		"Exit status: 0 success, 1 the operation failed, 2 usage error, 3 not\n"
+		"found, 4 already exists, 5 volume busy (docs/cli.md).\n");
 }
 
-static int cmd_help(struct cli *cli, int argc, char **argv)
+static int cmd_help(cli_ctx *c, int argc, char **argv)
 {
-	(void)cli;
+	const cli_command *cmd;
 	if (argc < 2) {
-		print_usage(stdout);
+		print_usage(c->out);
 		return 0;
 	}
-	for (const struct command *c = commands; c->name; c++) {
-		if (strcmp(c->name, argv[1]) == 0) {
-			printf("%s", c->usage);
-			return 0;
-		}
+	if (!(cmd = find_command(argv[1])))
+		return cli_usage(c, "unknown command '%s'", argv[1]);
+	if ((cmd->flags & CLI_GROUP) && argc > 2) {
+		char *hargv[] = {argv[1], argv[2], "--help", NULL};
+		c->cmd = argv[1];
+		return cmd->run(c, 3, hargv);
 	}
-	return usage_error("help", "unknown command '%s'", argv[1]);
+	fputs(cmd->usage, c->out);
+	return 0;
 }
 
-static const struct command commands[] = {
+static const cli_command builtin_commands[] = {
 	{"version", "show the version and the active I/O engine",
 	 "usage: cairn version\n"
 	 "\n"
 	 "Print cairn's version, the local I/O engine that runs on this machine\n"
 	 "(io_uring, or the thread-pool fallback with the reason) and the crc32c\n"
 	 "implementation. With --json, one JSON object.\n",
-	 cmd_version},
+	 0, cmd_version},
 	{"format", "create a volume",
 	 "usage: cairn [--volume DIR] format [--store URL] [--compress zstd|none]\n"
 	 "                                [--zstd-level N] [--segment-size SIZE]\n"
@@ -416,7 +423,7 @@ static const struct command commands[] = {
 	 "  --segment-size SIZE  seal packed segments at SIZE (default 64M)\n"
 	 "\n"
 	 "Fails if DIR already holds a volume.\n",
-	 cmd_format},
+	 0, cmd_format},
 	{"mount", "mount the volume with FUSE",
 	 "usage: cairn [--volume DIR] mount [-f] [-d] [-o OPTS]... MOUNTPOINT\n"
 	 "\n"
@@ -439,7 +446,7 @@ static const struct command commands[] = {
 	 "\n"
 	 "As mount.fuse.cairn (a symlink to cairn), mount(8) and fstab lines\n"
 	 "work:  VOLUME_DIR  MOUNTPOINT  fuse.cairn  defaults,noauto  0 0\n",
-	 cmd_mount},
+	 0, cmd_mount},
 	{"umount", "flush and unmount a mounted volume",
 	 "usage: cairn umount MOUNTPOINT\n"
 	 "\n"
@@ -447,17 +454,17 @@ static const struct command commands[] = {
 	 "daemon has closed the volume. A mount whose daemon died (\"transport\n"
 	 "endpoint is not connected\") is cleaned up; remounting then recovers\n"
 	 "everything that was fsynced.\n",
-	 cmd_umount},
+	 0, cmd_umount},
 	{"stats", "show a running mount's statistics",
 	 "usage: cairn stats MOUNTPOINT\n"
 	 "\n"
 	 "Print the mount's counters (operations, bytes, cache use, pending\n"
 	 "uploads) as 'key value' lines, or one JSON object with --json. Read\n"
 	 "from the hidden control file MOUNTPOINT/.cairn-stats.\n",
-	 cmd_stats},
+	 0, cmd_stats},
 	{"help", "show help for a command",
-	 "usage: cairn help [COMMAND]\n", cmd_help},
-	{NULL, NULL, NULL, NULL},
+	 "usage: cairn help [COMMAND]\n", 0, cmd_help},
+	{0},
 };
 
 /* mount(8) runs "mount.fuse.cairn SOURCE MOUNTPOINT [-o OPTS] [-n] [-s]
@@ -474,7 +481,7 @@ static int mount_helper(int argc, char **argv)
 		if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
 			if (cairn_mount_opts_parse(&o, argv[++i])) {
 				fprintf(stderr, "mount.fuse.cairn: %s\n", cairn_errmsg());
-				return EXIT_USAGE;
+				return CLI_EXIT_USAGE;
 			}
 		} else if (strcmp(argv[i], "-n") == 0 || strcmp(argv[i], "-s") == 0 ||
 			   strcmp(argv[i], "-v") == 0) {
@@ -486,91 +493,208 @@ static int mount_helper(int argc, char **argv)
 		} else {
 			fprintf(stderr, "mount.fuse.cairn: unexpected argument '%s'\n"
 				"usage: mount.fuse.cairn VOLUME_DIR MOUNTPOINT [-o OPTS]\n", argv[i]);
-			return EXIT_USAGE;
+			return CLI_EXIT_USAGE;
 		}
 	}
 	if (npos != 2) {
 		fprintf(stderr, "usage: mount.fuse.cairn VOLUME_DIR MOUNTPOINT [-o OPTS]\n");
-		return EXIT_USAGE;
+		return CLI_EXIT_USAGE;
 	}
-	o.volume_dir = pos[0];
+	static struct ctl_hook hook;
+	char vdir[PATH_MAX];
+	o.volume_dir = realpath(pos[0], vdir) ? vdir : pos[0];
 	o.mountpoint = pos[1];
-	if (cairn_mount(&o)) {
+	if (do_mount(&o, &hook)) {
 		fprintf(stderr, "mount.fuse.cairn: %s\n", cairn_errmsg());
-		return EXIT_FAIL;
+		return CLI_EXIT_FAIL;
 	}
 	return 0;
 }
 
+static volatile int g_cancel;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	if (g_cancel)
+		_exit(130);  /* a second Ctrl-C: stop now */
+	g_cancel = 1;
+}
+
+/* The volume directory: --volume, $CAIRN_VOLUME, or the default; made
+ * absolute against cwd. */
+static const char *volume_dir(const char *cwd, char *buf, size_t size)
+{
+	char tmp[PATH_MAX];
+	const char *v = g.volume;
+	if (!v || !v[0]) {
+		const char *home = getenv("HOME");
+		snprintf(tmp, sizeof tmp, "%s/.local/share/cairn/default",
+			 home && home[0] ? home : ".");
+		v = tmp;
+	}
+	if (v[0] == '/' || !cwd)
+		snprintf(buf, size, "%s", v);
+	else
+		snprintf(buf, size, "%s/%s", cwd, v);
+	/* canonical when it exists, so the daemon and clients agree */
+	if (realpath(buf, tmp))
+		snprintf(buf, size, "%s", tmp);
+	return buf;
+}
+
+/* A CLI_VOLUME command: in the mount daemon if it serves the volume, else
+ * on a volume opened here. */
+static int run_volume_command(cli_ctx *c, const cli_command *cmd, int argc, char **argv)
+{
+	struct sigaction sa;
+	int status = 0, rc;
+
+	if (cli_ctl_try(c, argc, argv, &status) != 0)
+		return status;
+	rc = volume_open(c->volume_dir, NULL, &c->vol);
+	if (rc) {
+		const char *hint = rc == CAIRN_E_NOTFOUND ? "; create one with 'cairn format'" : "";
+		fprintf(c->err, "cairn: %s: %s%s\n", c->cmd, cairn_errmsg(), hint);
+		return rc == CAIRN_E_BUSY ? CLI_EXIT_BUSY : CLI_EXIT_FAIL;
+	}
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	status = cmd->run(c, argc, argv);
+	fflush(c->out);
+	rc = volume_close(c->vol);
+	c->vol = NULL;
+	if (rc && status == 0) {
+		fprintf(c->err, "cairn: %s: closing the volume: %s\n", c->cmd, cairn_errmsg());
+		status = CLI_EXIT_FAIL;
+	}
+	return status;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"volume", required_argument, NULL, 'V'},
-		{"json", no_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"log-file", required_argument, NULL, 'L'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'E'},
-		{NULL, 0, NULL, 0},
+	enum { G_VOLUME = 1, G_JSON, G_QUIET, G_VERBOSE, G_LOG, G_HELP, G_VERSION };
+	static const cli_opt gopts[] = {
+		{"volume", 0, 1, G_VOLUME},
+		{"json", 0, 0, G_JSON},
+		{"quiet", 'q', 0, G_QUIET},
+		{"verbose", 'v', 0, G_VERBOSE},
+		{"log-file", 0, 1, G_LOG},
+		{"help", 'h', 0, G_HELP},
+		{"version", 0, 0, G_VERSION},
+		{NULL, 0, 0, 0},
 	};
-	struct cli cli = {0};
-	int opt, show_version = 0;
+	char cwd[PATH_MAX], vdir[PATH_MAX];
+	cli_ctx ctx = {0};
+	const cli_command *cmd;
+	int show_version = 0, i;
 
 	const char *base = strrchr(argv[0], '/');
 	base = base ? base + 1 : argv[0];
 	if (strcmp(base, "mount.fuse.cairn") == 0 || strcmp(base, "mount.cairn") == 0)
 		return mount_helper(argc, argv);
-	cli.volume = getenv("CAIRN_VOLUME");
-	/* '+': stop at the command; its own flags are its business. */
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+qvh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'V': cli.volume = optarg; break;
-		case 'j': cli.json = 1; break;
-		case 'q': cli.verbose = -1; break;
-		case 'v': cli.verbose++; break;
-		case 'L':
-			cli.log_file = optarg;
-			if (cairn_log_set_file(optarg) != CAIRN_OK) {
+
+	ctx.cmd = "cairn";
+	ctx.out = stdout;
+	ctx.err = stderr;
+	ctx.err_tty = isatty(2);
+	ctx.cancel = &g_cancel;
+	ctx.cwd = getcwd(cwd, sizeof cwd) ? cwd : NULL;
+	g.volume = getenv("CAIRN_VOLUME");
+	/* Global options come before the command; its own flags are its
+	 * business, so stop at the first operand. */
+	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
+		const char *s = argv[i];
+		const cli_opt *o = NULL;
+		const char *val = NULL;
+		if (strcmp(s, "--") == 0) {
+			i++;
+			break;
+		}
+		if (s[1] != '-' && s[2] && strspn(s + 1, "qv") == strlen(s + 1)) {
+			for (const char *p = s + 1; *p; p++)  /* -qv, -vv */
+				ctx.verbose = *p == 'q' ? -1 : ctx.verbose + 1;
+			continue;
+		}
+		for (const cli_opt *p = gopts; p->lng; p++) {
+			size_t n = strlen(p->lng);
+			if ((s[1] == '-' && strncmp(s + 2, p->lng, n) == 0 &&
+			     (s[2 + n] == 0 || (p->has_arg && s[2 + n] == '='))) ||
+			    (p->shrt && s[1] == p->shrt && s[2] == 0)) {
+				o = p;
+				break;
+			}
+		}
+		if (!o) {
+			fprintf(stderr, "cairn: unknown option '%s' (see 'cairn --help')\n", s);
+			return CLI_EXIT_USAGE;
+		}
+		if (o->has_arg) {
+			const char *eq = strchr(s, '=');
+			if (eq)
+				val = eq + 1;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else {
+				fprintf(stderr, "cairn: option '--%s' needs a value (see 'cairn --help')\n",
+					o->lng);
+				return CLI_EXIT_USAGE;
+			}
+		}
+		switch (o->id) {
+		case G_VOLUME: g.volume = val; break;
+		case G_JSON: ctx.json = 1; break;
+		case G_QUIET: ctx.verbose = -1; break;
+		case G_VERBOSE: ctx.verbose++; break;
+		case G_LOG:
+			g.log_file = val;
+			if (cairn_log_set_file(val) != CAIRN_OK) {
 				fprintf(stderr, "cairn: %s\n", cairn_errmsg());
-				return EXIT_USAGE;
+				return CLI_EXIT_USAGE;
 			}
 			break;
-		case 'h': print_usage(stdout); return 0;
-		case 'E': show_version = 1; break;
-		default:
-			fprintf(stderr, "cairn: unknown option '%s' (see 'cairn --help')\n",
-				argv[optind - 1]);
-			return EXIT_USAGE;
+		case G_HELP: print_usage(stdout); return 0;
+		case G_VERSION: show_version = 1; break;
 		}
 	}
-	if (cli.verbose < 0)
+	if (ctx.verbose < 0)
 		cairn_log_set_level(CAIRN_LOG_ERROR);
-	else if (cli.verbose == 1)
+	else if (ctx.verbose == 1)
 		cairn_log_set_level(CAIRN_LOG_INFO);
-	else if (cli.verbose > 1)
+	else if (ctx.verbose > 1)
 		cairn_log_set_level(CAIRN_LOG_DEBUG);
 
-	argc -= optind;
-	argv += optind;
+	argc -= i;
+	argv += i;
+	ctx.volume_dir = volume_dir(ctx.cwd, vdir, sizeof vdir);
 	if (show_version) {
 		char *vargv[] = {"version", NULL};
-		return cmd_version(&cli, 1, vargv);
+		ctx.cmd = "version";
+		return cmd_version(&ctx, 1, vargv);
 	}
 	if (argc == 0) {
 		print_usage(stderr);
-		return EXIT_USAGE;
+		return CLI_EXIT_USAGE;
 	}
-	for (const struct command *c = commands; c->name; c++) {
-		if (strcmp(c->name, argv[0]) != 0)
-			continue;
-		if (wants_help(argc, argv)) {
-			printf("%s", c->usage);
+	if (!(cmd = find_command(argv[0]))) {
+		fprintf(stderr, "cairn: unknown command '%s' (see 'cairn --help')\n", argv[0]);
+		return CLI_EXIT_USAGE;
+	}
+	ctx.cmd = cmd->name;
+	if (wants_help(argc, argv)) {
+		if (!(cmd->flags & CLI_GROUP) || strcmp(argv[1], "--help") == 0 ||
+		    strcmp(argv[1], "-h") == 0) {
+			fputs(cmd->usage, stdout);
 			return 0;
 		}
-		return c->run(&cli, argc, argv);
+		return cmd->run(&ctx, argc, argv);  /* cli_run_group prints it */
 	}
-	fprintf(stderr, "cairn: unknown command '%s' (see 'cairn --help')\n", argv[0]);
-	return EXIT_USAGE;
+	/* A group without its subcommand is a usage error: say so before
+	 * the volume is looked for. */
+	if ((cmd->flags & CLI_VOLUME) && !((cmd->flags & CLI_GROUP) && argc < 2))
+		return run_volume_command(&ctx, cmd, argc, argv);
+	return cmd->run(&ctx, argc, argv);
 }
