@@ -971,6 +971,14 @@ static void cfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
+	/* POSIX ACLs are not interpreted (no FUSE_POSIX_ACL): stored as plain
+	 * xattrs they would let `cp -a`/`tar` believe the mode was set while
+	 * the permission bits stay as created.  Refused, tools fall back to
+	 * chmod (docs/fuse.md). */
+	if (strncmp(name, "system.posix_acl_", 17) == 0) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
 	if (flags & XATTR_CREATE)
 		f |= CAIRN_XATTR_CREATE;
 	if (flags & XATTR_REPLACE)
