@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cairn/uring.h"
 #include "cmd_ckpt.h"
 
 #define CKPT_STAGING_DIR ".cairn"
@@ -1103,6 +1104,7 @@ typedef struct restore_state {
 	ck_err err;
 	rs_dir **dirs;    /* every directory, freed at the end */
 	size_t ndirs, dcap;
+	cairn_uring *u;   /* file writes go through the I/O engine */
 } restore_state;
 
 static void rel_of(char *buf, size_t size, const rs_dir *d, const char *name)
@@ -1234,10 +1236,9 @@ static int rs_file(restore_state *s, rs_job *j, char *buf)
 					}
 					direct = want_direct;
 				}
-				n = pwrite(fd, buf + put, len, (off_t)(pos + put));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0 && direct == 1 && errno == EINVAL) {
+				int wrc = uring_write(s->u, fd, buf + put, len, pos + put);
+				n = wrc ? -1 : (ssize_t)len;
+				if (n < 0 && direct == 1 && wrc == CAIRN_E_INVAL) {
 					direct = -1;  /* the file system refuses it */
 					if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) != 0) {
 						rc = ck_fail(&s->err, errno_rc("write %s: %s", rel),
@@ -1247,7 +1248,7 @@ static int rs_file(restore_state *s, rs_job *j, char *buf)
 					continue;
 				}
 				if (n <= 0) {
-					rc = ck_fail(&s->err, errno_rc("write %s: %s", rel),
+					rc = ck_fail(&s->err, wrc ? wrc : CAIRN_E_IO,
 						     "restore %s", rel);
 					goto out;
 				}
@@ -1652,6 +1653,11 @@ int cmd_ckpt_restore(cli_ctx *c, int argc, char **argv)
 	s.vol = c->vol;
 	s.force = force;
 	s.root_owner = geteuid() == 0;
+	if ((rc = uring_open(NULL, &s.u))) {
+		close(dfd);
+		status = cli_fail(c, rc, NULL, "start the I/O engine");
+		goto out;
+	}
 	root = calloc(1, sizeof *root);
 	if (!root || !(root->rel = strdup("")) || rs_track(&s, root)) {
 		if (root)
@@ -1710,6 +1716,7 @@ out:
 	for (size_t i = 0; i < s.njobs; i++)
 		free(s.jobs[i].name);
 	free(s.jobs);
+	uring_close(s.u);
 	pthread_mutex_destroy(&s.err.mu);
 	cli_args_free(&a);
 	return status;

@@ -65,5 +65,16 @@ rm -rf "$tmp/out"
 t restore-after 0 "$cairn" ckpt restore after "$tmp/out"
 $tree cmp "$src" "$tmp/out" || { echo "FAIL: checkpoint 'after' is not the source"; fail=1; }
 
+# gc reclaims what the killed saves left: after one pass (no grace) a
+# second finds nothing more to delete, no orphan object, and fsck is clean.
+tj gc 0 "$cairn" --json gc --grace 0
+echo "gc: $(jget segments_deleted) segments deleted, $(jget orphans_deleted) orphans deleted"
+tj gc-again 0 "$cairn" --json gc --dry-run --grace 0
+for k in segments_deleted segments_waiting orphans_found; do
+	v=$(jget $k)
+	[ "$v" = 0 ] || { echo "FAIL: after gc, a second pass still finds $k=$v"; fail=1; }
+done
+t fsck 0 "$cairn" fsck
+
 [ $fail = 0 ] && echo "ckpt_kill: all cases passed"
 exit $fail
