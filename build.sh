@@ -106,7 +106,13 @@ asan)
 	;;
 bench)
 	build
-	apt_install awscli
+	# The bench suite's own setup (bench/suite.py): the AWS CLI and
+	# matplotlib for the charts are required; the peers s3fs and rclone are
+	# not: if they cannot be installed, the suite reports their cells as
+	# skipped with the reason.
+	apt_install awscli python3-matplotlib
+	(apt_install s3fs rclone) ||
+		echo "build.sh: could not install s3fs/rclone; the bench reports them as skipped" >&2
 	python3 bench/run.py --build "$ROOT/build" "$@"
 	;;
 fuzz)

@@ -5,16 +5,26 @@ Every cairn figure is measured beside a baseline in the same run, on the same
 machine and the same files, and reported as a ratio: absolute numbers from a
 shared VM mean little, a ratio to fio or to a plain copy means something.
 
-    bench/run.py                     # every benchmark, full size
-    bench/run.py --quick             # smaller files, for a smoke run
+    bench/run.py                     # the bench suite (bench/suite.py), full
+    bench/run.py --quick             # the suite in 5 minutes
+    bench/run.py --smoke             # the suite in a minute, no peers (CI)
+    bench/run.py --registry          # every benchmark below, full size
     bench/run.py --only uring        # one benchmark (repeatable)
     bench/run.py --list              # what exists
     bench/run.py --dir /mnt/nvme/x   # where the benchmark files go
     bench/run.py --out /tmp/res      # where results go
 
-Output: <out>/<UTC timestamp>/results.json (figures, samples, ratios,
-parameters and the environment: kernel, CPU, cores, memory, the file system
-and device of --dir, cairn/fio/liburing versions, build type) and report.md
+Without --only/--registry this runs the bench suite of issue 10
+(bench/suite.py, docs/benchmarks.md): small-file writes and reads through
+cairn's mount and volume API beside native ext4, s3fs and rclone, on
+loopback s3rver and on a modelled 20 ms store, plus the metadata and
+checkpoint benchmarks below; results.json with every cell's status,
+report.md and PNG charts.
+
+Output of --only/--registry: <out>/<UTC timestamp>/results.json (figures,
+samples, ratios, parameters and the environment: kernel, CPU, cores,
+memory, the file system and device of --dir, cairn/fio/liburing versions,
+build type) and report.md
 (a short Markdown summary), and a table on stdout.  Targets are reported,
 never asserted: the exit status is 0 unless a benchmark could not run.
 
@@ -395,6 +405,8 @@ import bench_s3  # noqa: E402
 import bench_meta  # noqa: E402
 import bench_large  # noqa: E402
 import bench_fuse  # noqa: E402
+import bench_ckpt  # noqa: E402
+import bench_gc  # noqa: E402
 
 
 @benchmark("s3", bench_s3.DESC, targets=["bench_s3"])
@@ -415,6 +427,16 @@ def _bench_large(ctx):
 @benchmark("fuse", bench_fuse.DESC, targets=bench_fuse.TARGETS)
 def _bench_fuse(ctx):
     return bench_fuse.run(ctx, Row, BenchError)
+
+
+@benchmark("ckpt", bench_ckpt.DESC, targets=bench_ckpt.TARGETS)
+def _bench_ckpt(ctx):
+    return bench_ckpt.run(ctx, Row, BenchError)
+
+
+@benchmark("gc", bench_gc.DESC, targets=bench_gc.TARGETS)
+def _bench_gc(ctx):
+    return bench_gc.run(ctx, Row, BenchError)
 
 
 def fmt(v, nd=1):
@@ -487,7 +509,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         description="Run cairn benchmarks beside their baselines.")
     ap.add_argument("--quick", action="store_true",
-                    help="smaller sizes, for a smoke run")
+                    help="smaller sizes (the suite: within 5 minutes)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="the suite at tiny sizes, without peers (CI)")
+    ap.add_argument("--registry", action="store_true",
+                    help="run every registered benchmark instead of the "
+                    "suite")
+    ap.add_argument("--no-s3", action="store_true",
+                    help="suite: cairn on a file:// store, no s3rver, no "
+                    "peers")
+    ap.add_argument("--no-charts", action="store_true",
+                    help="suite: do not draw PNG charts")
     ap.add_argument("--only", action="append", metavar="NAME",
                     help="run only this benchmark (repeatable)")
     ap.add_argument("--list", action="store_true",
@@ -516,6 +548,20 @@ def main(argv=None):
         for name, b in BENCHMARKS.items():
             print("%-10s %s" % (name, b["desc"]))
         return 0
+    if not args.only and not args.registry:
+        import suite
+        build_dir = os.path.abspath(args.build)
+        if not args.no_build:
+            try:
+                ensure_built(build_dir, ["bench_dataset", "bench_fuse",
+                                         "bench_meta", "cairn", "ckpt_chunks"],
+                             False)
+            except (BenchError, subprocess.CalledProcessError, OSError) as e:
+                print("run.py: build failed: %s" % e, file=sys.stderr)
+                return 1
+        return suite.main(args, build_dir, os.path.abspath(
+            args.dir or os.path.join(build_dir, "bench-data")),
+            os.path.abspath(args.out), collect_env)
     names = args.only or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
