@@ -54,17 +54,6 @@ static const cli_command *find_command(const char *name)
 	return NULL;
 }
 
-/* "--help" or "-h" anywhere among a command's arguments. */
-static int wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--") == 0)
-			break;
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return 1;
-	}
-	return 0;
-}
 
 static int no_args(cli_ctx *c, int argc, char **argv)
 {
@@ -684,7 +673,7 @@ int main(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	ctx.cmd = cmd->name;
-	if (wants_help(argc, argv)) {
+	if (cli_wants_help(argc, argv)) {
 		if (!(cmd->flags & CLI_GROUP) || strcmp(argv[1], "--help") == 0 ||
 		    strcmp(argv[1], "-h") == 0) {
 			fputs(cmd->usage, stdout);

@@ -82,6 +82,8 @@ extern const cli_command cli_admin_commands[]; /* cmd_admin.c: status fsck gc */
 /* Dispatch a two-word group ("ckpt save ..."): finds argv[1] in sub,
  * handles --help and unknown subcommands, sets c->cmd. */
 int cli_run_group(cli_ctx *c, const cli_command *sub, int argc, char **argv);
+/* "--help" or "-h" among argv[1..] before "--". */
+int cli_wants_help(int argc, char **argv);
 
 /* ---- messages and errors (one line each) ---- */
 

@@ -94,8 +94,7 @@ int cli_cancelled(const cli_ctx *c)
 	return c->cancel && *c->cancel;
 }
 
-/* "--help" or "-h" among argv[1..] before "--". */
-static int has_help(int argc, char **argv)
+int cli_wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
@@ -125,7 +124,7 @@ int cli_run_group(cli_ctx *c, const cli_command *sub, int argc, char **argv)
 			continue;
 		snprintf(name, sizeof name, "%s %s", group, s->name);
 		c->cmd = name;
-		if (has_help(argc - 1, argv + 1)) {
+		if (cli_wants_help(argc - 1, argv + 1)) {
 			fputs(s->usage, c->out);
 			return CLI_EXIT_OK;
 		}
