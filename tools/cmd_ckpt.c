@@ -78,7 +78,8 @@ const char cmd_ckpt_restore_usage[] =
 	"byte for byte (checksums verified on every read), holes, modes,\n"
 	"times and symlinks; ownership too when run as root.  Nothing is ever\n"
 	"written outside DEST_DIR, and symlinks found in DEST_DIR are never\n"
-	"followed.  The data is synced to disk before the command returns.\n"
+	"followed.  Device nodes are not recreated (a line names each one).\n"
+	"The data is synced to disk before the command returns.\n"
 	"\n"
 	"  -f, --force       restore into a non-empty DEST_DIR: existing\n"
 	"                    entries named like stored ones are replaced\n"
@@ -930,9 +931,8 @@ static int save_copy(cli_ctx *c, const char *name, const char *snap,
 	s.prog = NULL;
 	if (atomic_load(&s.err.failed))
 		goto fail;
-	/* Everything written: commit and upload, then the attributes (the
-	 * commit of a file's data sets its mtime, so times go after it),
-	 * then publish. */
+	/* Everything written: commit and upload, then the attributes, then
+	 * publish. */
 	if ((rc = volume_sync_durable(vol, CAIRN_DUR_REMOTE))) {
 		ck_fail(&s.err, rc, "upload the checkpoint data");
 		goto fail;

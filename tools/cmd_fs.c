@@ -1229,7 +1229,7 @@ static int cmd_put(cli_ctx *c, int argc, char **argv)
 	}
 	if (!cp.rc)
 		run_workers(&cp, threads);
-	/* Committing a file's data sets its mtime: commit everything once,
+	/* Commit everything once (put returns with its data committed),
 	 * then give the files their times. */
 	if (!cp.rc && cp.njobs && (rc = volume_sync(c->vol)))
 		copy_fail(&cp, rc, "%s", "commit");

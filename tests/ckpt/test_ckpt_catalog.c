@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -670,7 +671,6 @@ static void test_diff(void)
 	REQUIRE_OK(volume_getattr(v, live(v, "/d/x/f2"), &a));
 	int64_t m2 = a.mtime_ns;
 	put(v, "/d/x/f2", a.size, 78);                            /* bytes only */
-	/* Commit first: the commit of buffered data sets the mtime. */
 	REQUIRE_OK(volume_sync(v));
 	setattr(v, "/d/x/f2", CAIRN_SET_MTIME, 0, m2);
 	setattr(v, "/d/x/f3", CAIRN_SET_MODE, 0600, 0);           /* mode */
@@ -992,6 +992,35 @@ static void test_mounted(void)
 	vclose(v);
 }
 
+/* A checkpoint holding a device node restores everything else and says,
+ * in one line naming it, that the device was not recreated (a checkpoint
+ * restored as root must not hand out devices); a FIFO is recreated. */
+static void test_restore_devices(void)
+{
+	char dest[700], path[800];
+	struct stat st;
+
+	printf("restore: device nodes\n");
+	new_volume("devices");
+	cairn_volume *v = vopen();
+	uint64_t src = mkd(v, "/src");
+	put(v, "/src/a", 1000, 3);
+	REQUIRE_OK(volume_mknod(v, src, "null", S_IFCHR | 0666, makedev(1, 3), 0, 0, NULL));
+	REQUIRE_OK(volume_mknod(v, src, "pipe", S_IFIFO | 0640, 0, 0, 0, NULL));
+	REQUIRE_OK(volume_snapshot_create(v, src, "ckpt:dev", NULL));
+	vclose(v);
+
+	snprintf(dest, sizeof dest, "%s/devices-out", g_dir);
+	CHECK_RUNS("ckpt", "restore", "dev", dest);
+	CHECK(count_lines(g_err) == 1 && strstr(g_err, "skipped device node null") != NULL);
+	snprintf(path, sizeof path, "%s/null", dest);
+	CHECK(lstat(path, &st) != 0 && errno == ENOENT);
+	snprintf(path, sizeof path, "%s/pipe", dest);
+	CHECK(lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) && (st.st_mode & 07777) == 0640);
+	snprintf(path, sizeof path, "%s/a", dest);
+	CHECK(lstat(path, &st) == 0 && st.st_size == 1000);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -1006,6 +1035,7 @@ int main(int argc, char **argv)
 	test_diff();
 	test_unique();
 	test_snapshot_gc();
+	test_restore_devices();
 	test_mounted();
 	int rc = t_done();
 	if (rc == 0)
