@@ -56,6 +56,7 @@ static const struct {
 	[CAIRN_E_FBIG] = {"CAIRN_E_FBIG", "file too large"},
 	[CAIRN_E_MLINK] = {"CAIRN_E_MLINK", "too many links"},
 	[CAIRN_E_NXIO] = {"CAIRN_E_NXIO", "no such device or address"},
+	[CAIRN_E_FENCED] = {"CAIRN_E_FENCED", "fenced: another writer took over the volume"},
 };
 
 _Static_assert(sizeof rc_table / sizeof rc_table[0] == CAIRN_E__COUNT,
@@ -193,6 +194,7 @@ int cairn_rc_to_errno(int rc)
 	case CAIRN_E_FBIG: return EFBIG;
 	case CAIRN_E_MLINK: return EMLINK;
 	case CAIRN_E_NXIO: return ENXIO;
+	case CAIRN_E_FENCED: return EROFS;
 	default: return EIO; /* IO, CORRUPT, STORE, NET, VERSION, INTERNAL */
 	}
 }

@@ -69,6 +69,8 @@ typedef enum cairn_rc {
 	CAIRN_E_MLINK = 30,       /* too many links */
 	CAIRN_E_NXIO = 31,        /* no such offset (SEEK_DATA/SEEK_HOLE past
 	                             the data or the end of file) */
+	CAIRN_E_FENCED = 32,      /* another writer holds the volume now:
+	                             this one may no longer publish */
 	CAIRN_E__COUNT            /* keep last; never a return value */
 } cairn_rc;
 

@@ -85,6 +85,10 @@ typedef struct cairn_objstore_limits {
 				    system): no bytes copied, so callers with
 				    an immutable file should prefer one put
 				    to a multipart upload */
+	int put_if_absent;       /* objstore_put_if_absent is atomic here
+				    (file://, S3 and stores that honour
+				    If-None-Match); 0: it fails with
+				    CAIRN_E_UNSUPPORTED */
 } cairn_objstore_limits;
 
 typedef struct cairn_obj_info {
@@ -143,6 +147,16 @@ int objstore_key_check(const char *key);
 int objstore_put(cairn_objstore *os, const char *key, const cairn_obj_src *src);
 int objstore_put_buf(cairn_objstore *os, const char *key, const void *buf,
 		     size_t len);
+/* Create key with buf only if no object has that key yet: S3's PUT with
+ * If-None-Match: *, file:// by link(2) of a complete temporary file.  Of
+ * any number of racing creators (threads, processes, hosts) exactly one
+ * succeeds; the others get CAIRN_E_EXISTS and wrote nothing.  A retried
+ * request whose first attempt did land also gets CAIRN_E_EXISTS: callers
+ * that care read the object and compare (the log shipper does).
+ * Errors: CAIRN_E_EXISTS, CAIRN_E_UNSUPPORTED (limits.put_if_absent is 0),
+ * and those of objstore_put. */
+int objstore_put_if_absent(cairn_objstore *os, const char *key,
+			   const void *buf, size_t len);
 /* Read up to len bytes at off into buf; *got is how many were read. */
 int objstore_get(cairn_objstore *os, const char *key, uint64_t off,
 		 void *buf, uint64_t len, uint64_t *got);

@@ -111,6 +111,29 @@ typedef struct cairn_volume_opts {
 				      0: no background gc (the FUSE mount
 				      runs one every 5 minutes) */
 	int no_dedup;              /* never reference stored chunks by hash */
+	/* Log shipping (docs/log-shipping.md): the write-ahead log and
+	 * metadata images go to the store, so that the bucket alone can
+	 * rebuild the volume and followers can tail it. */
+	int no_ship;               /* 1: no shipping, no lease (tests, tools);
+				      the bucket then cannot rebuild it */
+	unsigned ship_interval_ms; /* ship durable records at least this
+				      often; default 5000 */
+	uint64_t image_log_bytes;  /* new image after this much shipped log;
+				      default 256 MiB */
+	unsigned image_interval_ms;/* ... or this long after the last one (if
+				      anything was shipped); default 1 hour */
+	int64_t ship_retention_ms; /* log objects and images older than the
+				      newest image are deleted from the store
+				      this long after it; default 1 hour */
+	unsigned lease_ttl_ms;     /* a writer's lease is fresh this long
+				      after its last renewal; default 30000 */
+	int takeover;              /* 1: take the volume even when another
+				      writer's lease is fresh (it is fenced) */
+	/* Followers (volume_open_follower). */
+	unsigned follow_poll_ms;   /* look for new log objects; default 1000 */
+	unsigned follow_max_lag_ms;/* further behind than this: re-sync from
+				      the newest image; default 10 minutes
+				      (keep it below the writer's gc grace) */
 } cairn_volume_opts;
 
 /* File attributes (a copy of the metadata's inode record). */
@@ -158,6 +181,18 @@ typedef struct cairn_volume_stats {
 	uint64_t stream_parts;     /* multipart parts uploaded */
 	uint64_t stream_part_retries;
 	uint64_t reads_parallel;   /* chunks fetched by parallel ranged GETs */
+	/* Log shipping (writer) and following (follower). */
+	uint64_t last_lsn;         /* last committed (writer) / applied
+				      (follower) LSN */
+	uint64_t shipped_lsn;      /* last LSN in the store */
+	uint64_t ship_objects, ship_bytes, ship_failures;
+	uint64_t images, image_lsn;/* images uploaded; LSN of the newest */
+	uint64_t lease_epoch;      /* epoch of the lease held; 0: none */
+	int fenced;                /* 1: another writer took over */
+	int follower;              /* 1: a read-only follower */
+	uint64_t follow_applied_objects, follow_resyncs;
+	uint64_t follow_lag_ms;    /* now - when the follower last saw the
+				      end of the store's log */
 } cairn_volume_stats;
 
 /* ---- volume ---- */
@@ -202,6 +237,57 @@ int volume_drop_cache(cairn_volume *vol);
 void volume_stats(cairn_volume *vol, cairn_volume_stats *out);
 /* The volume's UUID as 36 characters + NUL. */
 void volume_uuid(const cairn_volume *vol, char out[37]);
+
+/* ---- log shipping, recovery, followers (docs/log-shipping.md) ---- */
+
+/* Ship every record committed before the call (syncing the metadata
+ * first) and return once it is in the store: what fsync in remote mode,
+ * volume_sync_durable(REMOTE) and checkpoint publication wait for.
+ * Errors: CAIRN_E_FENCED (another writer took the volume: nothing this
+ * writer commits from now on reaches the store), store errors,
+ * CAIRN_E_UNSUPPORTED when opened with no_ship. */
+int volume_ship_flush(cairn_volume *vol);
+
+typedef struct cairn_recover_opts {
+	const char *store_url;   /* the store holding the volume */
+	cairn_objstore *store;   /* or this one (tests); caller owns it */
+	const char *uuid;        /* which volume when the store holds several */
+	int force;               /* recover even while a writer's lease is
+				    fresh (that writer will be fenced) */
+} cairn_recover_opts;
+
+typedef struct cairn_recover_result {
+	char uuid[37];
+	uint64_t image_lsn;      /* the image recovery started from */
+	uint64_t lsn;            /* recovered up to and including this LSN */
+	int64_t time_ns;         /* commit time of that record */
+	uint64_t log_objects, records;
+	uint64_t epoch;          /* epoch the new volume directory starts at */
+	uint64_t fsck_problems;
+} cairn_recover_result;
+
+/* Rebuild a volume in dir (created; must not hold a volume) from its
+ * store alone: newest image, every later log object in LSN order, then
+ * fsck; volume.conf gets an epoch above every epoch the store has seen.
+ * The volume is left closed; its next volume_open takes the lease.
+ * Errors: CAIRN_E_NOTFOUND (no volume or no image in the store),
+ * CAIRN_E_INVAL (several volumes and no uuid), CAIRN_E_CORRUPT (a log
+ * object or image failed its checks, or the log has a gap: the message
+ * names the LSN and the key), CAIRN_E_BUSY (a writer's lease is fresh
+ * and force is 0: the message names it), CAIRN_E_EXISTS. */
+int volume_recover_store(const char *dir, const cairn_recover_opts *o,
+			 cairn_recover_result *res);
+
+/* Open a read-only follower of the volume in store_url: dir is the
+ * follower's own directory (metadata replica, cache), created if missing.
+ * It starts from the newest image (or where dir left off), applies new
+ * log objects every follow_poll_ms, and re-syncs from a newer image when
+ * it falls further behind than follow_max_lag_ms or the log it needs was
+ * trimmed.  Reads see whole transactions only.  Every call that would
+ * change the volume returns CAIRN_E_ROFS.  Errors as volume_open and
+ * volume_recover_store. */
+int volume_open_follower(const char *dir, const char *store_url,
+			 const cairn_volume_opts *opts, cairn_volume **out);
 
 /* ---- namespace (errors as cairn/meta.h lists them) ---- */
 

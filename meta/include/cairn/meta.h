@@ -436,6 +436,81 @@ int meta_wal_decode(const void *rec, size_t len, uint64_t *lsn, unsigned *op,
  * environments with equal digests hold the same metadata. */
 int meta_digest(cairn_meta *m, uint8_t out[32]);
 
+/* ---- log shipping support (docs/log-shipping.md) ---------------------- */
+
+/* LSN of the last commit known to be on stable storage (a synced commit,
+ * a flush of relaxed ones, meta_sync).  Only records up to it are shipped. */
+uint64_t meta_durable_lsn(cairn_meta *m);
+
+/* What a WAL record (as meta_wal_read hands it out) says about segments:
+ * cb(seg, state, arg) once per `seg` put (state = the segment record's
+ * state, META_SEG_*) and once per `chunk` put (seg = the segment the chunk
+ * lies in, state = 0).  Deletes and logical entries are not reported.
+ * Every length is checked before use.  Nonzero from cb stops the walk and
+ * is returned.  CAIRN_E_CORRUPT, CAIRN_E_VERSION. */
+typedef int (*meta_segref_fn)(uint64_t seg, uint32_t state, void *arg);
+int meta_wal_segrefs(const void *rec, size_t len, meta_segref_fn cb, void *arg);
+
+/* The writer epoch recorded in the replicated metadata (counter id 10,
+ * docs/format.md): the log shipper writes it when a writer takes the
+ * volume, so that the record is the fence in the shipped log.  0 when
+ * never set. */
+int meta_writer_epoch_get(meta_txn *t, uint64_t *epoch);
+int meta_writer_epoch_set(meta_txn *t, uint64_t epoch);
+
+/* Images.  meta_image_write: a compact copy of the environment
+ * (mdb_env_copy2 with MDB_CP_COMPACT; no write transaction is held) into
+ * the new file path (CAIRN_E_EXISTS if it exists), fsynced; *lsn gets the
+ * LSN of the last record the copy holds (read back from the copy).
+ * meta_image_lsn: check that path is an image of this schema (format
+ * counter; CAIRN_E_VERSION, CAIRN_E_CORRUPT naming path) and give its LSN.
+ * meta_image_install: make the image at path the environment of directory
+ * dir (created if missing; CAIRN_E_EXISTS if it holds an environment):
+ * the file is moved in as data.mdb, its `wal` table and consumers are
+ * cleared, its last LSN is kept, so that meta_open (writer) or meta_open
+ * with opts.replica (then meta_wal_apply continues at LSN+1) opens it.
+ * meta_replica_load: replace every replicated table of replica m (opened
+ * with opts.replica) by the image's, in one write transaction (readers
+ * see the old or the new namespace, never a mix); m's last LSN becomes the
+ * image's.  CAIRN_E_INVAL if m is not a replica. */
+int meta_image_write(cairn_meta *m, const char *path, uint64_t *lsn);
+int meta_image_lsn(const char *path, uint64_t *lsn);
+int meta_image_install(const char *path, const char *dir);
+int meta_replica_load(cairn_meta *m, const char *path);
+
+/* Log objects (docs/format.md "Log object"): a run of consecutive WAL
+ * records with a header (magic, version, first and last LSN, record
+ * count, the writer's epoch and instance id, time) and a crc32c over all.
+ * Build one with meta_logbuf_add (records must follow on: LSN = last+1)
+ * and meta_logbuf_finish (fills header and crc; b->p, b->len is then the
+ * object).  meta_logobj_decode verifies everything before it calls cb
+ * for any record (magic, version, lengths, crc32c, each record's own crc
+ * via meta_wal_decode, LSNs dense from first to last): a bad object is
+ * CAIRN_E_CORRUPT / CAIRN_E_VERSION and cb is never called. */
+#define META_LOGOBJ_VERSION 1
+typedef struct meta_logobj_hdr {
+	uint64_t first, last;   /* LSNs; first <= last */
+	uint32_t nrec;          /* = last - first + 1 */
+	uint64_t epoch;         /* writer epoch (the lease it held) */
+	uint8_t writer[16];     /* writer instance id */
+	int64_t time_ns;        /* when the object was built */
+} meta_logobj_hdr;
+typedef struct meta_logbuf {
+	uint8_t *p;
+	size_t len, cap;
+	uint32_t n;
+	uint64_t first, last;
+} meta_logbuf;
+/* CAIRN_E_INVAL (LSN does not follow on), CAIRN_E_CORRUPT (bad record). */
+int meta_logbuf_add(meta_logbuf *b, const void *rec, size_t len);
+int meta_logbuf_finish(meta_logbuf *b, uint64_t epoch, const uint8_t writer[16],
+		       int64_t time_ns);
+/* Empty the buffer for reuse (keeps the allocation). */
+void meta_logbuf_reset(meta_logbuf *b);
+void meta_logbuf_free(meta_logbuf *b);
+int meta_logobj_decode(const void *buf, size_t len, meta_logobj_hdr *hdr,
+		       meta_wal_fn cb, void *arg);
+
 /* ---- fsck ------------------------------------------------------------- */
 
 #define META_FSCK_REPAIR 0x1u
