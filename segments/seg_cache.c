@@ -80,6 +80,14 @@ struct seg_cache {
 	piece *head, *tail;
 	uint64_t gen, tmpseq;
 	seg_cache_stats st;
+	/* Fetches in flight (seg_cache_claim): one reader fetches a piece,
+	 * the others wait for it instead of fetching the same bytes. */
+	struct claim {
+		char *key;
+		uint64_t off;
+		struct claim *next;
+	} *claims;
+	pthread_cond_t claim_cv;
 };
 
 /* ---- table ---- */
@@ -401,6 +409,12 @@ int seg_cache_open(cairn_uring *u, const char *dir, uint64_t limit,
 		free(c);
 		return cairn_errf(CAIRN_E_NOMEM, "cache %s: mutex", dir);
 	}
+	if (pthread_cond_init(&c->claim_cv, NULL) != 0) {
+		pthread_mutex_destroy(&c->mu);
+		free(c->dir);
+		free(c);
+		return cairn_errf(CAIRN_E_NOMEM, "cache %s: condition variable", dir);
+	}
 	c->u = u;
 	c->limit = limit;
 	c->st.limit = limit;
@@ -502,9 +516,67 @@ void seg_cache_close(seg_cache *c)
 	free(c->buckets);
 	if (c->dfd >= 0)
 		close(c->dfd);
+	while (c->claims) {
+		struct claim *n = c->claims->next;
+		free(c->claims->key);
+		free(c->claims);
+		c->claims = n;
+	}
+	pthread_cond_destroy(&c->claim_cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c->dir);
 	free(c);
+}
+
+static struct claim **claim_find(seg_cache *c, const char *key, uint64_t off)
+{
+	struct claim **pp = &c->claims;
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->off == off && !strcmp((*pp)->key, key))
+			return pp;
+	return NULL;
+}
+
+int seg_cache_claim(seg_cache *c, const char *key, uint64_t off)
+{
+	struct claim *cl;
+
+	pthread_mutex_lock(&c->mu);
+	if (claim_find(c, key, off)) {
+		while (claim_find(c, key, off))
+			pthread_cond_wait(&c->claim_cv, &c->mu);
+		pthread_mutex_unlock(&c->mu);
+		return 0;
+	}
+	cl = calloc(1, sizeof *cl);
+	if (cl && !(cl->key = strdup(key))) {
+		free(cl);
+		cl = NULL;
+	}
+	if (cl) { /* without memory: fetch, just not deduplicated */
+		cl->off = off;
+		cl->next = c->claims;
+		c->claims = cl;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return 1;
+}
+
+void seg_cache_unclaim(seg_cache *c, const char *key, uint64_t off)
+{
+	struct claim **pp, *cl;
+
+	pthread_mutex_lock(&c->mu);
+	pp = claim_find(c, key, off);
+	if (pp) {
+		cl = *pp;
+		*pp = cl->next;
+		free(cl->key);
+		free(cl);
+		pthread_cond_broadcast(&c->claim_cv);
+	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 int seg_cache_put(seg_cache *c, const char *key, uint64_t off,

@@ -171,11 +171,58 @@ int seg_reader_read(seg_reader *r, const seg_frame *f, void *dst,
 	return rc;
 }
 
+/* Bytes [a, a + len) of the frame's object into dst, from the cached
+ * window piece [ws, we) that holds them, fetching the piece on a miss. */
+static int window_part(seg_reader *r, seg_cache *c, uint64_t ws, uint64_t we,
+		       uint64_t a, uint64_t len, uint8_t *dst)
+{
+	uint8_t *w;
+	int rc, claimed, waited = 0;
+
+	for (;;) {
+		rc = seg_cache_get(c, r->key, a, dst, len);
+		if (rc == CAIRN_OK)
+			return CAIRN_OK;
+		if (rc != CAIRN_E_NOTFOUND && rc != CAIRN_E_CORRUPT)
+			CAIRN_WARN(MOD, "segment %s: cache read failed, reading the store: %s",
+				   r->key, cairn_errmsg());
+		if (waited)
+			break;
+		claimed = seg_cache_claim(c, r->key, ws);
+		if (claimed) {
+			/* Another reader may have put it between our miss
+			 * and our claim. */
+			if (seg_cache_get(c, r->key, a, dst, len) == CAIRN_OK) {
+				seg_cache_unclaim(c, r->key, ws);
+				return CAIRN_OK;
+			}
+			break;
+		}
+		waited = 1; /* another reader fetched it: look again */
+	}
+	w = malloc(we - ws);
+	if (!w) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "segment %s: window of %" PRIu64 " bytes",
+				r->key, we - ws);
+	} else if ((rc = get_exact(r, ws, w, we - ws)) == CAIRN_OK) {
+		memcpy(dst, w + (a - ws), len);
+		/* A failure to cache costs a refetch later, not this read. */
+		if (seg_cache_put(c, r->key, ws, w, we - ws))
+			CAIRN_WARN(MOD, "segment %s: not cached: %s", r->key,
+				   cairn_errmsg());
+		cairn_err_clear();
+	}
+	if (!waited)
+		seg_cache_unclaim(c, r->key, ws);
+	free(w);
+	return rc;
+}
+
 int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
 			   const seg_frame *f, void *dst, size_t dstcap,
 			   size_t *raw_len)
 {
-	uint64_t span = seg_frame_span(f), start, end;
+	uint64_t span = seg_frame_span(f), fend, ws, we, a, b;
 	uint8_t *buf = NULL;
 	int rc;
 
@@ -186,51 +233,39 @@ int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
 	if (!buf)
 		return cairn_errf(CAIRN_E_NOMEM, "segment %s: frame of %" PRIu64 " bytes",
 				  r->key, span);
-	rc = seg_cache_get(c, r->key, f->off, buf, span);
-	if (rc == CAIRN_OK) {
-		rc = seg_frame_decode(r->key, f, buf, span, dst, dstcap, raw_len);
-		if (rc != CAIRN_E_CORRUPT)
-			goto out;
-		/* Verified by the cache's block crcs, yet the frame is bad:
-		 * the window was fetched bad.  Forget it, ask the store. */
+	fend = f->off + span;
+	if (window < span) {
+		/* A frame larger than a window: its own aligned span. */
+		window = span;
+		ws = f->off / window * window;
+		we = (fend + window - 1) / window * window;
+		if (ws < SEG_HEADER_SIZE)
+			ws = SEG_HEADER_SIZE;
+		if (we > r->footer.index_off)
+			we = r->footer.index_off;
+		rc = window_part(r, c, ws, we, f->off, span, buf);
+	} else {
+		for (uint64_t w0 = f->off / window * window; !rc && w0 < fend;
+		     w0 += window) {
+			ws = w0 < SEG_HEADER_SIZE ? SEG_HEADER_SIZE : w0;
+			we = w0 + window > r->footer.index_off ? r->footer.index_off
+							       : w0 + window;
+			a = f->off > ws ? f->off : ws;
+			b = fend < we ? fend : we;
+			rc = window_part(r, c, ws, we, a, b - a, buf + (a - f->off));
+		}
+	}
+	if (rc)
+		goto out;
+	rc = seg_frame_decode(r->key, f, buf, span, dst, dstcap, raw_len);
+	if (rc == CAIRN_E_CORRUPT) {
+		/* The cache's block crcs held, yet the frame is bad: the window
+		 * was fetched bad.  Forget the segment's pieces, ask the store. */
 		if (seg_cache_drop(c, r->key))
 			CAIRN_WARN(MOD, "segment %s: drop from cache: %s", r->key,
 				   cairn_errmsg());
 		rc = seg_reader_read(r, f, dst, dstcap, raw_len);
-		goto out;
 	}
-	if (rc != CAIRN_E_NOTFOUND && rc != CAIRN_E_CORRUPT)
-		CAIRN_WARN(MOD, "segment %s: cache read failed, reading the store: %s",
-			   r->key, cairn_errmsg());
-	/* Miss: fetch the aligned window around the frame. */
-	if (window < span)
-		window = span;
-	start = f->off / window * window;
-	if (start < SEG_HEADER_SIZE)
-		start = SEG_HEADER_SIZE;
-	end = (f->off + span + window - 1) / window * window;
-	if (end > r->footer.index_off)
-		end = r->footer.index_off;
-	free(buf);
-	buf = malloc(end - start);
-	if (!buf) {
-		rc = cairn_errf(CAIRN_E_NOMEM, "segment %s: window of %" PRIu64 " bytes",
-				r->key, end - start);
-		goto out;
-	}
-	rc = get_exact(r, start, buf, end - start);
-	if (rc)
-		goto out;
-	rc = seg_frame_decode(r->key, f, buf + (f->off - start), span, dst,
-			      dstcap, raw_len);
-	if (rc)
-		goto out;
-	/* Only a window whose wanted frame verified is worth keeping; a
-	 * failure to cache costs a refetch later, not this read. */
-	if (seg_cache_put(c, r->key, start, buf, end - start))
-		CAIRN_WARN(MOD, "segment %s: not cached: %s", r->key,
-			   cairn_errmsg());
-	cairn_err_clear();
 out:
 	free(buf);
 	return rc;

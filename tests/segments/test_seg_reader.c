@@ -4,6 +4,8 @@
  * through the cache (a hit costs no request; a corrupt cached copy is
  * refetched), and corrupt, truncated and missing objects.
  */
+#include <pthread.h>
+
 #include "seg_test.h"
 
 static cairn_uring *U;
@@ -68,6 +70,99 @@ static void read_every(seg_reader *r, seg_cache *c, int tiny, int expect_ok)
 		chunk_fill(i, want, rl);
 		CHECK(memcmp(got, want, rl) == 0);
 	}
+}
+
+/* ---- windows: each fetched and stored once ---- */
+
+typedef struct wreader {
+	seg_reader *r;
+	seg_cache *c;
+	uint64_t window;
+	unsigned seed;
+	int fails;
+} wreader;
+
+static void *wreader_run(void *arg)
+{
+	wreader *w = arg;
+	const seg_index *ix = seg_reader_index(w->r);
+	size_t n = seg_index_count(ix);
+	uint8_t got[20500], want[20500];
+
+	for (size_t k = 0; k < n; k++) {
+		/* Each thread walks the frames from its own starting point. */
+		size_t i = (k + w->seed * 7919) % n;
+		seg_frame f;
+		size_t rl = 0;
+		if (seg_index_get(ix, i, &f) ||
+		    seg_reader_read_cached(w->r, w->c, w->window, &f, got, sizeof got, &rl)) {
+			w->fails++;
+			continue;
+		}
+		chunk_fill(i, want, rl);
+		if (rl != chunk_len(i, 0) || memcmp(got, want, rl))
+			w->fails++;
+	}
+	return NULL;
+}
+
+/* Aligned windows of `window` bytes that frames [first, last] overlap,
+ * counted from the frames' offsets (not from the reader's code). */
+static uint64_t windows_touched(const seg_index *ix, uint64_t window)
+{
+	uint64_t n = 0, prev = UINT64_MAX;
+	for (size_t i = 0; i < seg_index_count(ix); i++) {
+		seg_frame f;
+		REQUIRE_OK(seg_index_get(ix, i, &f));
+		for (uint64_t w = f.off / window; w <= (f.off + seg_frame_span(&f) - 1) / window; w++)
+			if (w != prev && (prev == UINT64_MAX || w > prev)) {
+				n++;
+				prev = w;
+			}
+	}
+	return n;
+}
+
+static void test_windows_once(cairn_objstore *os, int nthreads)
+{
+	char key[SEG_KEY_MAX], cdir[700];
+	cairn_objstore_stats s0, s1;
+	seg_cache_stats cs;
+	seg_reader *r;
+	seg_cache *c;
+	seg_id id;
+	size_t len;
+	const uint64_t window = 64 << 10; /* frames of 0.5-20 KiB straddle often */
+	wreader w[8];
+	pthread_t th[8];
+
+	st_id(&id, 3, 40 + (uint64_t)nthreads);
+	uint8_t *obj = put_segment(os, &id, 400, 0, key, &len);
+	REQUIRE_OK(seg_reader_open(os, key, &id, &r));
+	snprintf(cdir, sizeof cdir, "%s/wcache%d", DIR_, nthreads);
+	REQUIRE_OK(seg_cache_open(U, cdir, 1ull << 30, &c));
+	uint64_t want = windows_touched(seg_reader_index(r), window);
+	objstore_stats(os, &s0);
+	for (int t = 0; t < nthreads; t++) {
+		w[t] = (wreader){ .r = r, .c = c, .window = window, .seed = (unsigned)t };
+		REQUIRE(pthread_create(&th[t], NULL, wreader_run, &w[t]) == 0);
+	}
+	for (int t = 0; t < nthreads; t++) {
+		pthread_join(th[t], NULL);
+		CHECK(w[t].fails == 0);
+	}
+	objstore_stats(os, &s1);
+	seg_cache_stats_get(c, &cs);
+	/* One GET and one piece per window, however many readers missed it
+	 * at once and however many frames straddle a boundary. */
+	CHECK(s1.requests[OBJ_OP_GET] - s0.requests[OBJ_OP_GET] == want);
+	CHECK(cs.pieces == want);
+	/* No byte stored twice: pieces hold at most the object plus the
+	 * per-piece header and crcs (a 4 KiB page each, rounded). */
+	CHECK(cs.bytes <= len + want * 8192);
+	seg_cache_close(c);
+	seg_reader_close(r);
+	free(obj);
 }
 
 int main(void)
@@ -207,6 +302,9 @@ int main(void)
 		seg_reader_close(r);
 		objstore_close(fos);
 	}
+
+	test_windows_once(os, 1);
+	test_windows_once(os, 8);
 
 	REQUIRE_OK(cairn_log_set_file(NULL));
 	seg_cache_close(c);

@@ -371,11 +371,17 @@ uint64_t seg_reader_size(const seg_reader *r);
 int seg_reader_read(seg_reader *r, const seg_frame *f, void *dst,
 		    size_t dstcap, size_t *raw_len);
 
-/* Read frame f through cache c: a hit is served from local disk; a miss
- * fetches the window of `window` bytes (aligned, grown to cover the whole
- * frame, clipped to the object) around the frame, stores it in the cache,
- * and decodes from it.  A corrupt cached copy is dropped and fetched again
- * once.  Errors: as seg_reader_read. */
+/* Read frame f through cache c.  The object is cut into aligned windows
+ * of `window` bytes (the first starts after the header, the last ends at
+ * the index), each cached as one piece: the frame's bytes come from the
+ * one or two windows it overlaps; a window that is not cached is fetched
+ * whole with one ranged GET (once, however many readers miss it at the
+ * same time: seg_cache_claim) and kept.  So a window is never fetched or
+ * stored twice, also when frames straddle a boundary.  A frame larger
+ * than the window is read as one window of its own aligned span.  If the
+ * frame fails to verify from cached bytes, the segment is dropped from
+ * the cache and the frame read from the store once.  Errors: as
+ * seg_reader_read. */
 struct seg_cache;
 int seg_reader_read_cached(seg_reader *r, struct seg_cache *c,
 			   uint64_t window, const seg_frame *f, void *dst,
@@ -419,6 +425,14 @@ int seg_cache_put(seg_cache *c, const char *key, uint64_t off,
  * checksum: logged and dropped), CAIRN_E_IO. */
 int seg_cache_get(seg_cache *c, const char *key, uint64_t off, void *buf,
 		  size_t len);
+
+/* Fetch claims, so that concurrent misses on one piece fetch it once.
+ * seg_cache_claim returns 1 when the caller should fetch piece (key, off)
+ * (it must then call seg_cache_unclaim, whether the fetch worked or not),
+ * or 0 after waiting for another caller's claim on it to end: look in the
+ * cache again (and fetch without a claim if it is still missing). */
+int seg_cache_claim(seg_cache *c, const char *key, uint64_t off);
+void seg_cache_unclaim(seg_cache *c, const char *key, uint64_t off);
 
 /* Drop every piece of key (the segment was deleted). */
 int seg_cache_drop(seg_cache *c, const char *key);
