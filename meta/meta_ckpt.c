@@ -182,7 +182,7 @@ static int ck_decode(uint8_t *buf, size_t have, ck_slot *s, unsigned *psize)
 
 /* ---- open: recovery ---- */
 
-static int fsync_dir(const char *dir)
+int meta_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -686,6 +686,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	/* capture: no commit can run (we lead), so T and its meta pages
 	 * match and the pin gets exactly T */
 	uint64_t cseq = __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
+	uint64_t clsn = __atomic_load_n(&m->last_lsn, __ATOMIC_SEQ_CST);  /* T's */
 	MDB_envinfo info;
 	if ((err = mdb_env_info(m->env, &info))) {
 		rc = meta_lmdb_err(err, "metadata environment info");
@@ -695,6 +696,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	if (txnid == m->ck_txnid && m->ck_fd >= 0 && !force) {
 		/* batches that changed nothing commit no LMDB transaction */
 		m->synced_seq = cseq;
+		meta_durable_note(m, clsn);
 		goto out;
 	}
 	slot = calloc(1, stride);
@@ -790,7 +792,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 		goto out;
 	}
 	if (m->ck_new) {
-		if ((rc = fsync_dir(m->dir))) {
+		if ((rc = meta_fsync_dir(m->dir))) {
 			rc = ck_fail(m, rc);
 			goto out;
 		}
@@ -800,6 +802,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	m->ck_txnid = txnid;
 	if (cseq > m->synced_seq)
 		m->synced_seq = cseq;
+	meta_durable_note(m, clsn);
 	/* the new slot is durable: the previous snapshot may now be reused */
 	if (m->undo) {
 		if (old_upin)

@@ -601,6 +601,14 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 		goto fail;
 	if ((rc = env_setup(m)))
 		goto fail;
+	/* The durable LSN starts at the last one: in PINNED mode the first
+	 * checkpoint (above) synced the file; otherwise sync it now, once, as
+	 * commits of a crashed process may still sit in the page cache. */
+	if (m->opts.safe_relaxed != META_RELAXED_PINNED && (err = mdb_env_sync(m->env, 1))) {
+		rc = meta_lmdb_err(err, "sync metadata at open");
+		goto fail;
+	}
+	meta_durable_note(m, m->last_lsn);
 
 	/* schema version */
 	meta_txn *t;

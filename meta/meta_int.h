@@ -11,6 +11,9 @@
  *   meta_extent.c  extent maps
  *   meta_chunk.c   chunk and segment tables
  *   meta_wal.c     WAL read/apply/trim/consumers, digest
+ *   meta_ship.c    log shipping: durable LSN, segment refs of records,
+ *                  writer epoch, log objects
+ *   meta_image.c   images: compact copies, install, replica load
  *   meta_snap.c    snapshots and clones
  *   meta_fsck.c    consistency check
  *
@@ -69,6 +72,7 @@ enum {
 	MC_STORED_BYTES = 7,
 	MC_SEGMENTS = 8,
 	MC_CHUNKS = 9,
+	MC_WRITER_EPOCH = 10, /* fence of log shipping (meta_ship.c) */
 	MC_COUNT
 };
 
@@ -112,6 +116,8 @@ struct cairn_meta {
 	meta_wnode *q_head, *q_tail;
 	int leader;
 	uint64_t last_lsn;      /* of the last committed record */
+	uint64_t durable_lsn;   /* last LSN known on stable storage (atomic;
+	                           meta_durable_lsn) */
 	uint64_t commit_seq;    /* LMDB commits so far */
 	int failed;             /* sticky: an fsync failed */
 	char failmsg[256];
@@ -182,6 +188,8 @@ struct meta_txn {
 	int lmdb_err;      /* some LMDB call failed: the txn is unusable */
 	int64_t now;       /* wall clock of this operation, ns */
 	uint64_t lsn_next; /* LSN this operation's record will get */
+	uint64_t lsn_set;  /* nonzero: the environment's last LSN becomes
+	                      this (meta_replica_load; no record is logged) */
 	mt_buf rec;        /* the entries of the current operation */
 	uint32_t nent;
 };
@@ -211,6 +219,9 @@ int mt_need_write(meta_txn *t);
 int meta_txn_start_flusher(cairn_meta *m);
 void meta_txn_stop_flusher(cairn_meta *m);
 int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader);
+/* ---- meta_ship.c ---- */
+/* Every record up to lsn is on stable storage (monotonic). */
+void meta_durable_note(cairn_meta *m, uint64_t lsn);
 
 /* ---- meta_ckpt.c ---- */
 /* reader slots for checkpoints: the rolling pin, the previous epoch's,
@@ -234,6 +245,8 @@ int meta_undo_note(cairn_meta *m, uint64_t txnid);
 int meta_undo_flush(cairn_meta *m);
 int meta_undo_start(cairn_meta *m);
 void meta_undo_stop(cairn_meta *m);
+/* fsync a directory (a new or renamed entry in it is durable). */
+int meta_fsync_dir(const char *dir);
 /* This boot's id (CAIRN_TEST_BOOT_ID overrides it, for tests). */
 int meta_boot_id(char out[40]);
 

@@ -335,6 +335,7 @@ restart:
 		t.suppress = 0;
 		t.now = now;
 		t.lsn_next = lsn + 1;
+		t.lsn_set = 0;
 		rc = mt_buf_add(&t.rec, (uint8_t[MW_HDR]){ 0 }, MW_HDR);
 		if (!rc)
 			rc = n->fn(&t, n->arg);
@@ -360,6 +361,8 @@ restart:
 		}
 		n->rc = 0;
 		n->lsn = t.nent ? ++lsn : 0;
+		if (t.lsn_set)
+			lsn = t.lsn_set;  /* a replica took an image's state */
 	}
 	if (lsn != m->last_lsn) {
 		uint8_t b[8];
@@ -441,6 +444,9 @@ int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader)
 		goto out;
 	/* everything committed before this point is covered by the sync */
 	uint64_t target = __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
+	/* read after target: last_lsn is stored after its commit, so the sync
+	 * below covers every LSN seen here */
+	uint64_t dlsn = __atomic_load_n(&m->last_lsn, __ATOMIC_SEQ_CST);
 	int err = meta_fault_hit(m, MF_SYNC);
 	if (!err)
 		err = mdb_env_sync(m->env, 1);
@@ -453,6 +459,7 @@ int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader)
 		goto out;
 	}
 	m->synced_seq = target;
+	meta_durable_note(m, dlsn);
 out:
 	pthread_mutex_unlock(&m->sync_lock);
 	return rc;

@@ -454,7 +454,7 @@ int meta_wal_segrefs(const void *rec, size_t len, meta_segref_fn cb, void *arg);
 /* The writer epoch recorded in the replicated metadata (counter id 10,
  * docs/format.md): the log shipper writes it when a writer takes the
  * volume, so that the record is the fence in the shipped log.  0 when
- * never set. */
+ * never set.  set: CAIRN_E_INVAL for epoch 0 or a read transaction. */
 int meta_writer_epoch_get(meta_txn *t, uint64_t *epoch);
 int meta_writer_epoch_set(meta_txn *t, uint64_t epoch);
 
@@ -501,7 +501,8 @@ typedef struct meta_logbuf {
 	uint32_t n;
 	uint64_t first, last;
 } meta_logbuf;
-/* CAIRN_E_INVAL (LSN does not follow on), CAIRN_E_CORRUPT (bad record). */
+/* CAIRN_E_INVAL (LSN does not follow on; finish: no record),
+ * CAIRN_E_CORRUPT (bad record), CAIRN_E_RANGE (object over 1 GiB). */
 int meta_logbuf_add(meta_logbuf *b, const void *rec, size_t len);
 int meta_logbuf_finish(meta_logbuf *b, uint64_t epoch, const uint8_t writer[16],
 		       int64_t time_ns);
