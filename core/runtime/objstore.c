@@ -211,6 +211,10 @@ int objstore_key_check(const char *key)
 
 /* ------------------------------------------------------------ contexts */
 
+/* Only a name for messages: put-if-absent is counted as a put (stats, the
+ * fault wrapper's op_mask), as S3 bills it. */
+#define OP_PUT_IF_ABSENT 11
+
 static const char *const op_names[] = {
 	[0] = "request",
 	[OBJ_OP_PUT] = "put",
@@ -223,6 +227,7 @@ static const char *const op_names[] = {
 	[OBJ_OP_MPU_COMPLETE] = "multipart complete",
 	[OBJ_OP_MPU_ABORT] = "multipart abort",
 	[OBJ_OP_DELETE_BATCH] = "delete batch",
+	[OP_PUT_IF_ABSENT] = "put-if-absent",
 };
 
 /* Prefix the thread's message with "<op> '<key>' on <url>", unless an
@@ -297,6 +302,9 @@ int objstore_from_backend(const struct objstore_backend *be, void *impl,
 	if (os->max_inflight > MAX_INFLIGHT)
 		os->max_inflight = MAX_INFLIGHT;
 	be->limits(impl, &os->limits);
+	/* Only a backend that has the op can claim it (objstore.h). */
+	if (!be->put_if_absent)
+		os->limits.put_if_absent = 0;
 	if (os->limits.max_parts == 0 ||
 	    os->limits.max_parts > CAIRN_MPU_MAX_PARTS)
 		os->limits.max_parts = CAIRN_MPU_MAX_PARTS;
@@ -450,6 +458,38 @@ int objstore_put_buf(cairn_objstore *os, const char *key, const void *buf,
 	cairn_obj_src src = {.buf = buf ? buf : "", .fd = -1, .off = 0,
 			     .len = len};
 	return objstore_put(os, key, &src);
+}
+
+int objstore_put_if_absent(cairn_objstore *os, const char *key,
+			   const void *buf, size_t len)
+{
+	int rc;
+
+	stat_req(os, OBJ_OP_PUT);
+	if ((rc = ctx_key(os, OP_PUT_IF_ABSENT, key)) != 0)
+		return rc;
+	cairn_err_clear();
+	if (!buf && len > 0) {
+		rc = cairn_errf(CAIRN_E_INVAL, "no buffer given");
+		return ctx_wrap(os, OP_PUT_IF_ABSENT, key, rc);
+	}
+	if (!os->be->put_if_absent || !os->limits.put_if_absent) {
+		rc = cairn_errf(CAIRN_E_UNSUPPORTED, "this store cannot create "
+				"an object only if it is absent, atomically "
+				"(limits.put_if_absent is 0)");
+		return ctx_wrap(os, OP_PUT_IF_ABSENT, key, rc);
+	}
+	if (len > os->limits.max_put_size) {
+		rc = cairn_errf(CAIRN_E_INVAL,
+				"%zu bytes is more than the largest single put "
+				"(%llu bytes)", len,
+				(unsigned long long)os->limits.max_put_size);
+		return ctx_wrap(os, OP_PUT_IF_ABSENT, key, rc);
+	}
+	rc = os->be->put_if_absent(os->impl, key, buf ? buf : "", len);
+	if (!rc)
+		__atomic_fetch_add(&os->bytes_up, (uint64_t)len, __ATOMIC_RELAXED);
+	return ctx_wrap(os, OP_PUT_IF_ABSENT, key, rc);
 }
 
 int objstore_get(cairn_objstore *os, const char *key, uint64_t off, void *buf,

@@ -28,6 +28,13 @@ struct objstore_backend {
 	void (*limits)(void *impl, cairn_objstore_limits *out);
 
 	int (*put)(void *impl, const char *key, const cairn_obj_src *src);
+	/* optional: create key only if absent, atomically (objstore.h); 0 or
+	 * CAIRN_E_EXISTS (nothing written).  NULL: limits.put_if_absent is 0
+	 * and objstore_put_if_absent answers CAIRN_E_UNSUPPORTED.  A backend
+	 * with it sets limits.put_if_absent (a wrapper copies its inner
+	 * store's). */
+	int (*put_if_absent)(void *impl, const char *key, const void *buf,
+			     size_t len);
 	int (*get)(void *impl, const char *key, uint64_t off, void *buf,
 		   uint64_t len, uint64_t *got);
 	int (*head)(void *impl, const char *key, cairn_obj_info *out);

@@ -170,6 +170,15 @@ static int fault_put(void *impl, const char *key, const cairn_obj_src *src)
 	return fault_after(&r, seq, rc);
 }
 
+/* Counted as a put (OBJ_OP_PUT in op_mask), as objstore.c counts it. */
+static int fault_put_if_absent(void *impl, const char *key, const void *buf,
+			       size_t len)
+{
+	FAULT_PROLOGUE(OBJ_OP_PUT);
+	rc = objstore_put_if_absent(f->inner, key, buf, len);
+	return fault_after(&r, seq, rc);
+}
+
 static int fault_get(void *impl, const char *key, uint64_t off, void *buf,
 		     uint64_t len, uint64_t *got)
 {
@@ -252,6 +261,7 @@ static const struct objstore_backend objstore_fault_be = {
 	.close = fault_close,
 	.limits = fault_limits,
 	.put = fault_put,
+	.put_if_absent = fault_put_if_absent,
 	.get = fault_get,
 	.head = fault_head,
 	.del = fault_del,

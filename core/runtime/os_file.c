@@ -85,6 +85,12 @@
  *      each judges the upload's state (still there, not completed) only once
  *      it holds the lock.  So no part is replaced under a complete that
  *      checked it (invariant 2), and no abort removes a completed upload.
+ *   9. put_if_absent publishes with link(2) instead of rename(2): a
+ *      complete, fsynced tmp/put-* file is linked to o/<key>, which fails
+ *      with EEXIST when any object (plain or composite) has the key, so of
+ *      racing creators in any number of threads or processes on this file
+ *      system exactly one wins.  The temporary name is then unlinked and
+ *      the parent directory fsynced, as for a put.
  *
  * Upload states (mpu/<id>):
  *
@@ -1064,6 +1070,65 @@ static int file_put(void *impl, const char *key, const cairn_obj_src *src)
 	return rc;
 }
 
+/* Create o/<key> only if no object has that key (invariant 9): the bytes
+ * go to a complete, fsynced tmp/put-* file, which link(2) then gives the
+ * final name.  link never replaces a name, so of racing creators (threads
+ * or processes) exactly one wins and the others get EEXIST, having written
+ * nothing visible.  The temporary name is removed in every case (a crash
+ * leaves it to the sweep; the object, once linked, is unaffected). */
+static int file_put_if_absent(void *impl, const char *key, const void *buf,
+			      size_t len)
+{
+	struct fstore *fs = impl;
+	cairn_obj_src src = {.buf = buf, .fd = -1, .off = 0, .len = len};
+	char name[64], parent[PATH_BUF];
+	struct stat st;
+	int rc = 0;
+
+	if ((rc = key_fits(key)) != 0)
+		return rc;
+	if ((rc = tmp_write(fs, "put", &src, name, NULL)) != 0)
+		return rc;
+	for (int tries = 0;; tries++) {
+		if ((rc = ensure_parents(fs, key)) != 0)
+			goto out;
+		if (linkat(fs->tmp_fd, name, fs->o_fd, key, 0) == 0)
+			break;
+		/* A concurrent delete may prune a parent we just made. */
+		if (errno == ENOENT && tries < 16)
+			continue;
+		if (errno == EEXIST) {
+			if (fstatat(fs->o_fd, key, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISDIR(st.st_mode)) {
+				rc = conflict(key, key, "is a prefix of other "
+					      "keys (a directory)");
+				goto out;
+			}
+			rc = cairn_errf(CAIRN_E_EXISTS, "an object with this key "
+					"exists already (nothing written)");
+			goto out;
+		}
+		if (errno == ENOTDIR) {
+			rc = conflict(key, key, "has an object as a prefix");
+			goto out;
+		}
+		rc = sys_err("link into o/", key);
+		goto out;
+	}
+	key_parent(key, parent, sizeof parent);
+	rc = fsync_dir(fs, fs->o_fd, parent);
+	if (rc == CAIRN_E_NOTFOUND) {
+		/* Deleted (and pruned) by a concurrent delete of the key. */
+		cairn_err_clear();
+		rc = 0;
+	}
+out:
+	if (unlinkat(fs->tmp_fd, name, 0) != 0 && errno != ENOENT)
+		CAIRN_WARN("objstore", "%s: cannot remove tmp/%s: %s (the "
+			   "sweep will)", fs->root, name, strerror(errno));
+	return rc;
+}
+
 /* Read [off, off+len) of a composite object. */
 static int man_read(struct fstore *fs, const struct objstore_file_manifest *m,
 		    uint64_t off, void *buf, uint64_t len, uint64_t *got)
@@ -1825,6 +1890,7 @@ static void file_limits(void *impl, cairn_objstore_limits *out)
 	out->max_object_size = 5 * TIB;
 	out->max_put_size = 5 * GIB;
 	out->link_puts = 1;
+	out->put_if_absent = 1;
 }
 
 /* Sweep tmp/ (invariant 4).  Called with the store locked exclusively. */
@@ -2095,6 +2161,7 @@ const struct objstore_backend objstore_file = {
 	.close = file_close,
 	.limits = file_limits,
 	.put = file_put,
+	.put_if_absent = file_put_if_absent,
 	.get = file_get,
 	.head = file_head,
 	.del = file_del,

@@ -142,6 +142,16 @@ static int lat_put(void *impl, const char *key, const cairn_obj_src *src)
 	return objstore_put(l->inner, key, src);
 }
 
+static int lat_put_if_absent(void *impl, const char *key, const void *buf,
+			     size_t len)
+{
+	struct lat_impl *l = impl;
+
+	lat_first_byte(l);
+	lat_transfer(l, len);
+	return objstore_put_if_absent(l->inner, key, buf, len);
+}
+
 static int lat_get(void *impl, const char *key, uint64_t off, void *buf,
 		   uint64_t len, uint64_t *got)
 {
@@ -232,6 +242,7 @@ static const struct objstore_backend objstore_latency_be = {
 	.close = lat_close,
 	.limits = lat_limits,
 	.put = lat_put,
+	.put_if_absent = lat_put_if_absent,
 	.get = lat_get,
 	.head = lat_head,
 	.del = lat_del,

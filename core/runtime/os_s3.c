@@ -42,7 +42,10 @@
  *      store.  CreateMultipartUpload is not idempotent (a retry would leak an
  *      upload); CompleteMultipartUpload is retried, and a retry that finds
  *      the upload gone (NoSuchUpload) checks with HEAD whether the first try
- *      completed it.
+ *      completed it.  A put-if-absent (If-None-Match: *) is retried like a
+ *      put, and also on 409 ConditionalRequestConflict (a concurrent
+ *      conditional write; this one took no effect); a retry whose first
+ *      try did land gets 412, CAIRN_E_EXISTS, as objstore.h documents.
  *   4. A GET never returns more bytes than asked for, and returns exactly
  *      the range the store says it sent (Content-Range checked).
  *   5. A failure gives one line that names the bucket or key, what went
@@ -120,6 +123,7 @@ typedef struct s3_rq {
 	const cairn_obj_src *src; /* body from a source instead */
 	const char *content_type;
 	const char *range;
+	const char *if_none_match; /* "*": create only (put_if_absent) */
 	/* response */
 	void *dst;               /* 2xx body sink (GET) */
 	uint64_t dst_cap, dst_len;
@@ -556,9 +560,24 @@ static int map_http_error(s3_store *s, s3_rq *r)
 	    !strcmp(code, "InvalidPart") || !strcmp(code, "InvalidPartOrder") ||
 	    !strcmp(code, "InvalidArgument") || !strcmp(code, "KeyTooLongError"))
 		return cairn_errf(CAIRN_E_INVAL, "%s: %s", code, msg);
+	if ((!strcmp(code, "PreconditionFailed") || r->status == 412) &&
+	    r->if_none_match)
+		return cairn_errf(CAIRN_E_EXISTS, "an object with this key exists "
+				  "already (PreconditionFailed on If-None-Match: "
+				  "*)%s", r->attempts > 1
+				  ? "; answered to a retry: an earlier attempt "
+				    "whose answer was lost may have created it"
+				  : "");
 	if (!strcmp(code, "PreconditionFailed") || r->status == 412)
 		return cairn_errf(CAIRN_E_EXISTS, "precondition failed (%s)",
 				  have ? msg : "HTTP 412");
+	if (r->if_none_match && (r->status == 501 ||
+				 !strcmp(code, "NotImplemented")))
+		return cairn_errf(CAIRN_E_UNSUPPORTED,
+				  "the store at %s does not implement conditional "
+				  "writes (If-None-Match: *, HTTP %ld%s%s)",
+				  s->cfg.endpoint, r->status, have ? " " : "",
+				  code);
 	if (r->status == 429 || r->status >= 500 || !strcmp(code, "SlowDown"))
 		return cairn_errf(CAIRN_E_STORE,
 				  "the store kept failing (HTTP %ld%s%s) after %u "
@@ -658,6 +677,14 @@ static int retryable(const s3_rq *r)
 	}
 	if (r->status == 503 || r->status == 429)
 		return 1; /* throttled: the store did not process it */
+	/* A conditional write that raced another one on the same key: S3
+	 * asks for a retry, and this one did not take effect. */
+	if (r->status == 409 && r->if_none_match && r->resp.p &&
+	    strstr(r->resp.p, "<Code>ConditionalRequestConflict</Code>"))
+		return 1;
+	/* A store that does not implement the condition will not later. */
+	if (r->status == 501 && r->if_none_match)
+		return 0;
 	if (r->status >= 500)
 		return r->idempotent;
 	if (r->status == 400 && r->resp.p &&
@@ -725,6 +752,8 @@ static int s3_do(s3_store *s, s3_rq *r)
 			sh[nsh++] = (s3_hdr){"content-md5", md5};
 		if (r->range)
 			sh[nsh++] = (s3_hdr){"range", r->range};
+		if (r->if_none_match)
+			sh[nsh++] = (s3_hdr){"if-none-match", r->if_none_match};
 		if (s->cfg.session_token)
 			sh[nsh++] = (s3_hdr){"x-amz-security-token",
 					     s->cfg.session_token};
@@ -1106,6 +1135,10 @@ static void s3_limits(void *impl, cairn_objstore_limits *out)
 	out->max_parts = CAIRN_MPU_MAX_PARTS;
 	out->max_object_size = S3_MAX_OBJECT;
 	out->max_put_size = S3_MAX_PART;
+	/* S3 honours If-None-Match: * on PutObject (since 2024-08), as do
+	 * MinIO, R2 and the patched test server; a store that ignores the
+	 * header would break the guarantee silently (docs/s3.md). */
+	out->put_if_absent = 1;
 }
 
 static int key_fits(s3_store *s, const char *key)
@@ -1135,6 +1168,31 @@ static int s3_put(void *impl, const char *key, const cairn_obj_src *src)
 				  "s3://%s/%s%s: a single put is at most 5 GiB "
 				  "(%" PRIu64 " bytes given); use a multipart "
 				  "upload", s->bucket, s->prefix, key, src->len);
+	rc = s3_do(s, &r);
+	s3_buf_free(&r.resp);
+	return rc;
+}
+
+/* PUT with If-None-Match: * (objstore.h).  Retried like a put: a retry
+ * after a lost answer may find its own first attempt's object and answer
+ * CAIRN_E_EXISTS, as objstore.h documents. */
+static int s3_put_if_absent(void *impl, const char *key, const void *buf,
+			    size_t len)
+{
+	s3_store *s = impl;
+	cairn_obj_src src = {.buf = buf, .fd = -1, .off = 0, .len = len};
+	s3_rq r = {.op = "put", .method = "PUT", .key = key, .query = "",
+		   .idempotent = 1, .src = &src, .if_none_match = "*",
+		   .content_type = "application/octet-stream"};
+	int rc;
+
+	if ((rc = key_fits(s, key)))
+		return rc;
+	if (len > S3_MAX_PART)
+		return cairn_errf(CAIRN_E_INVAL,
+				  "s3://%s/%s%s: a single put is at most 5 GiB "
+				  "(%zu bytes given)", s->bucket, s->prefix, key,
+				  len);
 	rc = s3_do(s, &r);
 	s3_buf_free(&r.resp);
 	return rc;
@@ -1527,6 +1585,7 @@ const struct objstore_backend objstore_s3 = {
 	.close = s3_close,
 	.limits = s3_limits,
 	.put = s3_put,
+	.put_if_absent = s3_put_if_absent,
 	.get = s3_get,
 	.head = s3_head,
 	.del = s3_del,

@@ -20,9 +20,10 @@
  *   - a capability check says so (e.g. multipart cases need parts of
  *     min_part_size bytes in memory; more than 64 MiB is skipped).
  * Case names: roundtrip range overwrite keys badkeys list delete_batch
- * multipart mpu_errors file_src inflight part_size stats.
+ * multipart mpu_errors file_src inflight part_size stats put_if_absent.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -907,6 +908,138 @@ static void c_stats(void)
 	CHECK(b.bytes_down == a.bytes_down + 1);
 }
 
+/* put_if_absent: create only; of racing creators exactly one wins. */
+#define PIA_THREADS 16
+
+struct pia_racer {
+	pthread_barrier_t *go;
+	const char *key;
+	char *data;
+	size_t len;
+	int rc;
+	char msg[256];
+};
+
+static void *pia_race_main(void *arg)
+{
+	struct pia_racer *r = arg;
+
+	pthread_barrier_wait(r->go);
+	r->rc = objstore_put_if_absent(os, r->key, r->data, r->len);
+	if (r->rc)
+		cairn_err_copy(r->msg, sizeof r->msg);
+	return NULL;
+}
+
+static void pia_race(const char *key, uint64_t s)
+{
+	struct pia_racer rs[PIA_THREADS];
+	pthread_t th[PIA_THREADS];
+	pthread_barrier_t go;
+	int winner = -1, wins = 0, exists = 0;
+
+	REQUIRE(pthread_barrier_init(&go, NULL, PIA_THREADS) == 0);
+	for (int i = 0; i < PIA_THREADS; i++) {
+		/* distinct lengths and bytes: the object names its writer */
+		rs[i] = (struct pia_racer){.go = &go, .key = key,
+					   .len = 3000 + 17 * (size_t)i};
+		rs[i].data = rnd_buf(rs[i].len, s + (uint64_t)i);
+		REQUIRE(pthread_create(&th[i], NULL, pia_race_main, &rs[i]) == 0);
+	}
+	for (int i = 0; i < PIA_THREADS; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < PIA_THREADS; i++) {
+		if (rs[i].rc == 0) {
+			winner = i;
+			wins++;
+		} else if (rs[i].rc == CAIRN_E_EXISTS) {
+			exists++;
+		} else {
+			T_FAIL_("racer %d: %s: %s", i, cairn_rc_name(rs[i].rc),
+				rs[i].msg);
+		}
+	}
+	if (wins != 1 || exists != PIA_THREADS - 1)
+		T_FAIL_("%s: %d winners and %d EXISTS of %d racers, want 1 "
+			"and %d", key, wins, exists, PIA_THREADS,
+			PIA_THREADS - 1);
+	if (winner >= 0)
+		check_obj(key, rs[winner].data, rs[winner].len);
+	for (int i = 0; i < PIA_THREADS; i++)
+		free(rs[i].data);
+	pthread_barrier_destroy(&go);
+}
+
+static void c_put_if_absent(void)
+{
+	char *a = rnd_buf(5000, seed + 20), *b = rnd_buf(6000, seed + 21);
+	char *longkey = xmalloc(CAIRN_KEY_MAX + 2);
+	cairn_objstore_stats s0, s1;
+	unsigned rounds = (unsigned)t_scaled(4);
+
+	if (!lim.put_if_absent) {
+		CHECK_RC(objstore_put_if_absent(os, K("pia/x"), "x", 1),
+			 CAIRN_E_UNSUPPORTED);
+		check_absent(K("pia/x"));
+		goto out;
+	}
+	objstore_stats(os, &s0);
+	CHECK_OK(objstore_put_if_absent(os, K("pia/a"), a, 5000));
+	check_obj(K("pia/a"), a, 5000);
+	/* present: EXISTS, and the object is untouched */
+	CHECK_RC(objstore_put_if_absent(os, K("pia/a"), b, 6000),
+		 CAIRN_E_EXISTS);
+	CHECK_MSG("put-if-absent '");
+	CHECK_MSG("pia/a");
+	check_obj(K("pia/a"), a, 5000);
+	objstore_stats(os, &s1);
+	CHECK(s1.requests[OBJ_OP_PUT] == s0.requests[OBJ_OP_PUT] + 2);
+	CHECK(s1.bytes_up == s0.bytes_up + 5000);
+	/* a plain put still replaces it; put-if-absent still refuses */
+	CHECK_OK(objstore_put_buf(os, K("pia/a"), b, 6000));
+	CHECK_RC(objstore_put_if_absent(os, K("pia/a"), a, 10),
+		 CAIRN_E_EXISTS);
+	check_obj(K("pia/a"), b, 6000);
+	/* deleted: free again */
+	CHECK_OK(objstore_delete(os, K("pia/a")));
+	CHECK_OK(objstore_put_if_absent(os, K("pia/a"), a, 100));
+	check_obj(K("pia/a"), a, 100);
+	/* empty objects, NULL buffer with no bytes */
+	CHECK_OK(objstore_put_if_absent(os, K("pia/empty"), NULL, 0));
+	check_obj(K("pia/empty"), "", 0);
+	CHECK_RC(objstore_put_if_absent(os, K("pia/empty"), "z", 1),
+		 CAIRN_E_EXISTS);
+	check_obj(K("pia/empty"), "", 0);
+	CHECK_RC(objstore_put_if_absent(os, K("pia/nobuf"), NULL, 5),
+		 CAIRN_E_INVAL);
+	check_absent(K("pia/nobuf"));
+	/* bad keys, checked before any backend sees them */
+	CHECK_RC(objstore_put_if_absent(os, "", "x", 1), CAIRN_E_INVAL);
+	CHECK_RC(objstore_put_if_absent(os, NULL, "x", 1), CAIRN_E_INVAL);
+	CHECK_RC(objstore_put_if_absent(os, K("pia//x"), "x", 1),
+		 CAIRN_E_INVAL);
+	CHECK_MSG("put-if-absent '");
+	CHECK_RC(objstore_put_if_absent(os, K("pia/../x"), "x", 1),
+		 CAIRN_E_INVAL);
+	CHECK_RC(objstore_put_if_absent(os, K("pia/x/"), "x", 1),
+		 CAIRN_E_INVAL);
+	memset(longkey, 'k', CAIRN_KEY_MAX + 1);
+	longkey[CAIRN_KEY_MAX + 1] = '\0';
+	CHECK_RC(objstore_put_if_absent(os, longkey, "x", 1),
+		 CAIRN_E_NAMETOOLONG);
+	/* racing creators: exactly one wins, the object is the winner's */
+	for (unsigned i = 0; i < rounds; i++)
+		pia_race(K("pia/race-%u", i), seed + 1000 * (i + 1));
+	for (unsigned i = 0; i < rounds; i++)
+		CHECK_OK(objstore_delete(os, K("pia/race-%u", i)));
+	CHECK_OK(objstore_delete(os, K("pia/a")));
+	CHECK_OK(objstore_delete(os, K("pia/empty")));
+out:
+	free(longkey);
+	free(a);
+	free(b);
+}
+
 /* ------------------------------------------------------------- driver */
 
 static const char *skip_reason(const char *name)
@@ -938,6 +1071,7 @@ int main(int argc, char **argv)
 		{"multipart", c_multipart}, {"mpu_errors", c_mpu_errors},
 		{"file_src", c_file_src},   {"inflight", c_inflight},
 		{"part_size", c_part_size}, {"stats", c_stats},
+		{"put_if_absent", c_put_if_absent},
 	};
 	const char *url = argc > 1 ? argv[1] : getenv("CAIRN_TEST_STORE_URL");
 	const char *wrap = argc > 2 ? argv[2] : getenv("CAIRN_TEST_WRAP");

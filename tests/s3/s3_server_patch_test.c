@@ -12,7 +12,9 @@
  *   - uploads are tied to their key, unknown upload ids are NoSuchUpload;
  *   - CompleteMultipartUpload checks part order, ETags and the 5 MiB
  *     minimum of every part but the last;
- *   - If-None-Match: * on PutObject (conditional create, 412);
+ *   - If-None-Match: * on PutObject (conditional create, 412), atomic:
+ *     of 16 concurrent conditional PUTs of a key on 16 connections exactly
+ *     one gets 200 and the object is its body;
  *   - "Range: bytes=0-0" is one byte; a Range on an empty object is 416;
  *   - listings come in byte order;
  *   - SigV4 signatures are checked (SignatureDoesNotMatch); the backend's
@@ -183,6 +185,87 @@ static void conditional_and_ranges(const char *data)
 	r = req("GET", "/p/empty", r00, NULL, 0, 0);
 	CHECK(r.status == 416);
 	DONE(r);
+}
+
+/* RACERS conditional PUTs of one key at once, each on its own connection
+ * (a curl multi handle, no reuse): exactly one may get 200, the others 412,
+ * and the object must be the winner's body.  The bodies are large enough
+ * that every request is still streaming while the others arrive, which is
+ * where a check-then-store server lets several through. */
+#define RACERS 16
+#define RACE_LEN (512u * 1024u)
+
+static void conditional_race(const char *data, unsigned round)
+{
+	CURLM *m = curl_multi_init();
+	CURL *c[RACERS];
+	upbody u[RACERS];
+	resp r[RACERS];
+	struct curl_slist *hl = NULL;
+	char url[256], path[64];
+	int running = 0, wins = 0, refused = 0, winner = -1;
+	resp g;
+
+	REQUIRE(m != NULL);
+	snprintf(path, sizeof path, "/race/%u", round);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/%s%s", h.port,
+		 S3H_BUCKET, path);
+	hl = curl_slist_append(hl, "Expect:");
+	hl = curl_slist_append(hl, "If-None-Match: *");
+	REQUIRE(hl != NULL);
+	for (int i = 0; i < RACERS; i++) {
+		/* racer i sends the window of data starting at i * 4099 */
+		u[i] = (upbody){data + (size_t)i * 4099, RACE_LEN, 0, 0};
+		memset(&r[i], 0, sizeof r[i]);
+		c[i] = curl_easy_init();
+		REQUIRE(c[i] != NULL);
+		curl_easy_setopt(c[i], CURLOPT_URL, url);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, hl);
+		curl_easy_setopt(c[i], CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(c[i], CURLOPT_FORBID_REUSE, 1L);
+		curl_easy_setopt(c[i], CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c[i], CURLOPT_INFILESIZE_LARGE,
+				 (curl_off_t)RACE_LEN);
+		curl_easy_setopt(c[i], CURLOPT_READFUNCTION, source);
+		curl_easy_setopt(c[i], CURLOPT_READDATA, &u[i]);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, sink);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, &r[i]);
+		curl_easy_setopt(c[i], CURLOPT_PRIVATE, (char *)&r[i]);
+		REQUIRE(curl_multi_add_handle(m, c[i]) == CURLM_OK);
+	}
+	do {
+		REQUIRE(curl_multi_perform(m, &running) == CURLM_OK);
+		if (running)
+			REQUIRE(curl_multi_poll(m, NULL, 0, 1000, NULL) == CURLM_OK);
+	} while (running);
+	for (int i = 0; i < RACERS; i++) {
+		long st = 0;
+		curl_easy_getinfo(c[i], CURLINFO_RESPONSE_CODE, &st);
+		if (st == 200) {
+			wins++;
+			winner = i;
+		} else if (st == 412 && has(&r[i], "PreconditionFailed")) {
+			refused++;
+		} else {
+			T_FAIL_("race %u: racer %d got HTTP %ld: %s", round, i,
+				st, r[i].body ? r[i].body : "");
+		}
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+		DONE(r[i]);
+	}
+	curl_multi_cleanup(m);
+	curl_slist_free_all(hl);
+	if (wins != 1 || refused != RACERS - 1)
+		T_FAIL_("race %u: %d PUTs got 200 and %d got 412 of %d "
+			"conditional PUTs, want 1 and %d", round, wins, refused,
+			RACERS, RACERS - 1);
+	g = req("GET", path, NULL, NULL, 0, 0);
+	CHECK(g.status == 200 && g.len == RACE_LEN);
+	if (winner >= 0 && g.len == RACE_LEN)
+		CHECK(memcmp(g.body, data + (size_t)winner * 4099,
+			     RACE_LEN) == 0);
+	DONE(g);
 }
 
 static char *upload_id(const char *key)
@@ -378,6 +461,8 @@ int main(void)
 	s3h_start(&h, 0);
 	md5_and_atomic_put(data);
 	conditional_and_ranges(data);
+	for (unsigned i = 0; i < (unsigned)t_scaled(5); i++)
+		conditional_race(data, i);
 	multipart(data);
 	listing();
 	signatures();

@@ -153,8 +153,12 @@ int objstore_put_buf(cairn_objstore *os, const char *key, const void *buf,
  * succeeds; the others get CAIRN_E_EXISTS and wrote nothing.  A retried
  * request whose first attempt did land also gets CAIRN_E_EXISTS: callers
  * that care read the object and compare (the log shipper does).
- * Errors: CAIRN_E_EXISTS, CAIRN_E_UNSUPPORTED (limits.put_if_absent is 0),
- * and those of objstore_put. */
+ * It counts as a put (objstore_stats, the fault wrapper's op_mask) and is
+ * not a batch op.  On file:// a key that is a prefix of other keys, or
+ * lies below an object, is CAIRN_E_EXISTS as for a put.
+ * Errors: CAIRN_E_EXISTS, CAIRN_E_UNSUPPORTED (limits.put_if_absent is 0,
+ * or an S3-compatible store answered 501 to If-None-Match), and those of
+ * objstore_put. */
 int objstore_put_if_absent(cairn_objstore *os, const char *key,
 			   const void *buf, size_t len);
 /* Read up to len bytes at off into buf; *got is how many were read. */
