@@ -528,6 +528,16 @@ void seg_cache_close(seg_cache *c)
 	free(c);
 }
 
+int seg_cache_has(seg_cache *c, const char *key, uint64_t off, uint64_t len)
+{
+	int has;
+
+	pthread_mutex_lock(&c->mu);
+	has = len && table_find_range(c, key, off, len) != NULL;
+	pthread_mutex_unlock(&c->mu);
+	return has;
+}
+
 static struct claim **claim_find(seg_cache *c, const char *key, uint64_t off)
 {
 	struct claim **pp = &c->claims;

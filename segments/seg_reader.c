@@ -21,6 +21,8 @@
 #define MOD "segments"
 /* First GET of an object: the footer and, usually, the whole index. */
 #define SEG_TAIL_READ (64u << 10)
+/* Smallest fetch of a random (non-sequential) read miss. */
+#define SEG_SUBWINDOW_MIN (64u << 10)
 
 struct seg_reader {
 	cairn_objstore *os;
@@ -222,7 +224,7 @@ int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
 			   const seg_frame *f, void *dst, size_t dstcap,
 			   size_t *raw_len)
 {
-	uint64_t span = seg_frame_span(f), fend, ws, we, a, b;
+	uint64_t span = seg_frame_span(f), fend, ws, we, a, b, sub;
 	uint8_t *buf = NULL;
 	int rc;
 
@@ -234,6 +236,12 @@ int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
 		return cairn_errf(CAIRN_E_NOMEM, "segment %s: frame of %" PRIu64 " bytes",
 				  r->key, span);
 	fend = f->off + span;
+	/* Cached already (in a window or a sub-window)? */
+	rc = seg_cache_get(c, r->key, f->off, buf, span);
+	if (rc == CAIRN_OK)
+		goto decode;
+	sub = window / 16 < SEG_SUBWINDOW_MIN ? SEG_SUBWINDOW_MIN : window / 16;
+	ws = f->off / sub * sub;
 	if (window < span) {
 		/* A frame larger than a window: its own aligned span. */
 		window = span;
@@ -244,7 +252,9 @@ int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
 		if (we > r->footer.index_off)
 			we = r->footer.index_off;
 		rc = window_part(r, c, ws, we, f->off, span, buf);
-	} else {
+	} else if (f->off > SEG_HEADER_SIZE && seg_cache_has(c, r->key, f->off - 1, 1)) {
+		/* Sequential (what lies just before is cached): windows. */
+		rc = 0;
 		for (uint64_t w0 = f->off / window * window; !rc && w0 < fend;
 		     w0 += window) {
 			ws = w0 < SEG_HEADER_SIZE ? SEG_HEADER_SIZE : w0;
@@ -254,9 +264,18 @@ int seg_reader_read_cached(seg_reader *r, seg_cache *c, uint64_t window,
 			b = fend < we ? fend : we;
 			rc = window_part(r, c, ws, we, a, b - a, buf + (a - f->off));
 		}
+	} else {
+		/* Random: the sub-windows around the frame, one GET. */
+		we = (fend + sub - 1) / sub * sub;
+		if (ws < SEG_HEADER_SIZE)
+			ws = SEG_HEADER_SIZE;
+		if (we > r->footer.index_off)
+			we = r->footer.index_off;
+		rc = window_part(r, c, ws, we, f->off, span, buf);
 	}
 	if (rc)
 		goto out;
+decode:
 	rc = seg_frame_decode(r->key, f, buf, span, dst, dstcap, raw_len);
 	if (rc == CAIRN_E_CORRUPT) {
 		/* The cache's block crcs held, yet the frame is bad: the window

@@ -78,7 +78,6 @@ typedef struct wreader {
 	seg_reader *r;
 	seg_cache *c;
 	uint64_t window;
-	unsigned seed;
 	int fails;
 } wreader;
 
@@ -90,8 +89,9 @@ static void *wreader_run(void *arg)
 	uint8_t got[20500], want[20500];
 
 	for (size_t k = 0; k < n; k++) {
-		/* Each thread walks the frames from its own starting point. */
-		size_t i = (k + w->seed * 7919) % n;
+		/* Every thread walks the frames in order, so they all miss
+		 * the same windows at the same time. */
+		size_t i = k;
 		seg_frame f;
 		size_t rl = 0;
 		if (seg_index_get(ix, i, &f) ||
@@ -144,7 +144,7 @@ static void test_windows_once(cairn_objstore *os, int nthreads)
 	uint64_t want = windows_touched(seg_reader_index(r), window);
 	objstore_stats(os, &s0);
 	for (int t = 0; t < nthreads; t++) {
-		w[t] = (wreader){ .r = r, .c = c, .window = window, .seed = (unsigned)t };
+		w[t] = (wreader){ .r = r, .c = c, .window = window };
 		REQUIRE(pthread_create(&th[t], NULL, wreader_run, &w[t]) == 0);
 	}
 	for (int t = 0; t < nthreads; t++) {
@@ -160,6 +160,66 @@ static void test_windows_once(cairn_objstore *os, int nthreads)
 	/* No byte stored twice: pieces hold at most the object plus the
 	 * per-piece header and crcs (a 4 KiB page each, rounded). */
 	CHECK(cs.bytes <= len + want * 8192);
+	seg_cache_close(c);
+	seg_reader_close(r);
+	free(obj);
+}
+
+/* Shuffled reads fetch a sub-window around each frame, not a whole
+ * window; reading in order still costs about one GET per window. */
+static void test_fetch_sizes(cairn_objstore *os)
+{
+	char key[SEG_KEY_MAX], cdir[700];
+	cairn_objstore_stats s0, s1;
+	const uint64_t window = 256 << 10, sub = 64 << 10;
+	uint8_t got[20500], want[20500];
+	seg_reader *r;
+	seg_cache *c;
+	seg_id id;
+	size_t len, rl;
+	seg_frame f;
+
+	st_id(&id, 3, 60);
+	uint8_t *obj = put_segment(os, &id, 1500, 0, key, &len);
+	REQUIRE(len > 8 * window);
+	REQUIRE_OK(seg_reader_open(os, key, &id, &r));
+	const seg_index *ix = seg_reader_index(r);
+	size_t n = seg_index_count(ix);
+
+	/* Every 97th frame, backwards: no frame's predecessor is cached. */
+	snprintf(cdir, sizeof cdir, "%s/fcache-rand", DIR_);
+	REQUIRE_OK(seg_cache_open(U, cdir, 1ull << 30, &c));
+	objstore_stats(os, &s0);
+	uint64_t nread = 0, bytes = 0;
+	for (size_t k = n - 1; k < n; k -= 97) {
+		REQUIRE_OK(seg_index_get(ix, k, &f));
+		CHECK_OK(seg_reader_read_cached(r, c, window, &f, got, sizeof got, &rl));
+		chunk_fill(k, want, rl);
+		CHECK(rl == chunk_len(k, 0) && memcmp(got, want, rl) == 0);
+		nread++;
+		bytes += seg_frame_span(&f);
+		if (k < 97)
+			break;
+	}
+	objstore_stats(os, &s1);
+	/* At most the frame plus a sub-window on each side per read. */
+	CHECK(s1.bytes_down - s0.bytes_down <= bytes + nread * 2 * sub);
+	CHECK(s1.requests[OBJ_OP_GET] - s0.requests[OBJ_OP_GET] <= nread);
+	seg_cache_close(c);
+
+	/* In order: one GET per window the frames touch, plus the first
+	 * sub-window (before the walk is seen to be sequential). */
+	snprintf(cdir, sizeof cdir, "%s/fcache-seq", DIR_);
+	REQUIRE_OK(seg_cache_open(U, cdir, 1ull << 30, &c));
+	objstore_stats(os, &s0);
+	for (size_t k = 0; k < n; k++) {
+		REQUIRE_OK(seg_index_get(ix, k, &f));
+		CHECK_OK(seg_reader_read_cached(r, c, window, &f, got, sizeof got, &rl));
+	}
+	objstore_stats(os, &s1);
+	CHECK(s1.requests[OBJ_OP_GET] - s0.requests[OBJ_OP_GET] <=
+	      windows_touched(ix, window) + 1);
+	CHECK(s1.bytes_down - s0.bytes_down <= len + sub);
 	seg_cache_close(c);
 	seg_reader_close(r);
 	free(obj);
@@ -305,6 +365,7 @@ int main(void)
 
 	test_windows_once(os, 1);
 	test_windows_once(os, 8);
+	test_fetch_sizes(os);
 
 	REQUIRE_OK(cairn_log_set_file(NULL));
 	seg_cache_close(c);

@@ -371,17 +371,21 @@ uint64_t seg_reader_size(const seg_reader *r);
 int seg_reader_read(seg_reader *r, const seg_frame *f, void *dst,
 		    size_t dstcap, size_t *raw_len);
 
-/* Read frame f through cache c.  The object is cut into aligned windows
- * of `window` bytes (the first starts after the header, the last ends at
- * the index), each cached as one piece: the frame's bytes come from the
- * one or two windows it overlaps; a window that is not cached is fetched
- * whole with one ranged GET (once, however many readers miss it at the
- * same time: seg_cache_claim) and kept.  So a window is never fetched or
- * stored twice, also when frames straddle a boundary.  A frame larger
- * than the window is read as one window of its own aligned span.  If the
- * frame fails to verify from cached bytes, the segment is dropped from
- * the cache and the frame read from the store once.  Errors: as
- * seg_reader_read. */
+/* Read frame f through cache c.  A hit is served from local disk.  A
+ * miss fetches with one ranged GET, sized by the access pattern:
+ *   - sequential (the byte just before the frame is cached: the reader
+ *     is walking the segment): the aligned windows of `window` bytes that
+ *     the frame overlaps (the first window starts after the header, the
+ *     last ends at the index), each kept as one piece, so a dataset read
+ *     in write order costs one GET per window;
+ *   - otherwise (a shuffled read): only the frame, widened to the aligned
+ *     sub-window of window/16 bytes (at least 64 KiB) around it, so a
+ *     random read of a small file does not pay for a whole window.
+ * A window or sub-window missed by several readers at once is fetched
+ * once (seg_cache_claim); none is stored twice when frames straddle a
+ * boundary.  If the frame fails to verify from cached bytes, the segment
+ * is dropped from the cache and the frame read from the store once.
+ * Errors: as seg_reader_read. */
 struct seg_cache;
 int seg_reader_read_cached(seg_reader *r, struct seg_cache *c,
 			   uint64_t window, const seg_frame *f, void *dst,
@@ -425,6 +429,10 @@ int seg_cache_put(seg_cache *c, const char *key, uint64_t off,
  * checksum: logged and dropped), CAIRN_E_IO. */
 int seg_cache_get(seg_cache *c, const char *key, uint64_t off, void *buf,
 		  size_t len);
+
+/* 1 if one cached piece holds bytes [off, off + len) of key (no read, no
+ * verification: a hint for the reader's fetch size). */
+int seg_cache_has(seg_cache *c, const char *key, uint64_t off, uint64_t len);
 
 /* Fetch claims, so that concurrent misses on one piece fetch it once.
  * seg_cache_claim returns 1 when the caller should fetch piece (key, off)
