@@ -184,6 +184,26 @@ static int ck_report(cli_ctx *c, ck_err *e)
 	return cli_fail(c, e->rc, NULL, "%s", e->what);
 }
 
+/* After the publishing snapshot: its record (and every earlier one) in the
+ * store (docs/log-shipping.md).  A volume opened without shipping has
+ * nothing to wait for.  CAIRN_E_FENCED: another writer took the volume. */
+static int ckpt_ship(cairn_volume *vol)
+{
+	int rc = volume_ship_flush(vol);
+	if (rc == CAIRN_E_UNSUPPORTED) {
+		cairn_err_clear();
+		return 0;
+	}
+	return rc;
+}
+
+/* What a failed data upload or log shipment of a checkpoint prints: one
+ * line; a fenced writer's says that the checkpoint is not published. */
+static const char *ckpt_what(int rc)
+{
+	return rc == CAIRN_E_FENCED ? "not published (this writer is fenced)" : "data upload";
+}
+
 static int errno_rc(const char *fmt, const char *arg)
 {
 	int err = errno;
@@ -875,9 +895,11 @@ static int save_in_volume(cli_ctx *c, const char *name, const char *snap,
 	if ((rc = vol_count_tree(vol, ca.ino, &r->tc)))
 		status = cli_fail(c, rc, NULL, "count %s", src);
 	else if ((rc = volume_sync_durable(vol, CAIRN_DUR_REMOTE)))
-		status = cli_fail(c, rc, NULL, "upload the data of %s", src);
+		status = cli_fail(c, rc, NULL, "checkpoint %s %s", name, ckpt_what(rc));
 	else if ((rc = volume_snapshot_create(vol, ca.ino, snap, NULL)))
 		status = cli_fail(c, rc, NULL, "checkpoint %s", name);
+	else if ((rc = ckpt_ship(vol)))
+		status = cli_fail(c, rc, NULL, "checkpoint %s %s", name, ckpt_what(rc));
 	else
 		status = 0;
 	if (vol_rm_tree(vol, sdir, sname) && !status)
@@ -934,7 +956,7 @@ static int save_copy(cli_ctx *c, const char *name, const char *snap,
 	/* Everything written: commit and upload, then the attributes, then
 	 * publish. */
 	if ((rc = volume_sync_durable(vol, CAIRN_DUR_REMOTE))) {
-		ck_fail(&s.err, rc, "upload the checkpoint data");
+		ck_fail(&s.err, rc, "checkpoint %s %s", name, ckpt_what(rc));
 		goto fail;
 	}
 	for (size_t i = 0; i < s.files.n; i++) {
@@ -957,6 +979,11 @@ static int save_copy(cli_ctx *c, const char *name, const char *snap,
 	}
 	if ((rc = volume_snapshot_create(vol, root.ino, snap, NULL))) {
 		ck_fail(&s.err, rc, "checkpoint %s", name);
+		goto fail;
+	}
+	/* Published locally; in the store once its record is shipped. */
+	if ((rc = ckpt_ship(vol))) {
+		ck_fail(&s.err, rc, "checkpoint %s %s", name, ckpt_what(rc));
 		goto fail;
 	}
 	r->tc.files = s.nfiles;

@@ -375,7 +375,8 @@ int volume_file_open(cairn_volume *vol, uint64_t ino, cairn_file **out)
 		free(f);
 		return rc;
 	}
-	if ((rc = meta_ino_open(vol->meta, ino))) {
+	/* a follower's replica takes no writes: no orphan accounting */
+	if (!vol->fl && (rc = meta_ino_open(vol->meta, ino))) {
 		vol_vinode_unpin(vol, f->vi);
 		free(f);
 		return rc;
@@ -392,6 +393,7 @@ uint64_t volume_file_ino(const cairn_file *f)
 
 int volume_file_write(cairn_file *f, const void *buf, size_t len, uint64_t off)
 {
+	VOL_RO_CHECK(f->vol);
 	pthread_rwlock_wrlock(&f->vi->lk);
 	int rc = write_locked(f, buf, len, off);
 	pthread_rwlock_unlock(&f->vi->lk);
@@ -400,6 +402,7 @@ int volume_file_write(cairn_file *f, const void *buf, size_t len, uint64_t off)
 
 int volume_file_append(cairn_file *f, const void *buf, size_t len, uint64_t *off)
 {
+	VOL_RO_CHECK(f->vol);
 	pthread_rwlock_wrlock(&f->vi->lk);
 	uint64_t at = f->vi->size;
 	int rc = write_locked(f, buf, len, at);
@@ -448,8 +451,11 @@ static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *
 		/* Whole chunks of uploaded stream segments: parallel ranged
 		 * GETs straight into buf. */
 		memset(done, 0, sizeof done);
-		if ((rc = vol_stream_read_remote(vol, vi, ex, ch, sg, cnt, buf, off, end, done)))
+		if ((rc = vol_stream_read_remote(vol, vi, ex, ch, sg, cnt, buf, off, end, done))) {
+			if (vol->fl)
+				rc = vol_follow_read_error(vol, rc);
 			goto out;
+		}
 		for (size_t i = 0; i < cnt; i++) {
 			meta_extent *e = &ex[i];
 			if (e->off < pos || e->off + e->len > end) {
@@ -477,6 +483,8 @@ static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *
 				}
 			}
 			rc = vol_chunk_read(vol, &ch[i], &sg[i], raw);
+			if (rc && vol->fl)
+				rc = vol_follow_read_error(vol, rc);
 			if (rc) {
 				rc = cairn_err_wrap(rc, "read inode %" PRIu64 " at %" PRIu64, ino, e->off);
 				goto out;
@@ -538,8 +546,8 @@ int volume_file_fsync(cairn_file *f)
 	 * others): group commit for free. */
 	if ((rc = vol_commit(vol, 1)))
 		return rc;
-	if (vol->o.durability == CAIRN_DUR_REMOTE)
-		rc = vol_wait_uploaded(vol, 0);
+	if (vol->o.durability == CAIRN_DUR_REMOTE && !(rc = vol_wait_uploaded(vol, 0)))
+		rc = vol_ship_flush_if_on(vol);  /* the metadata in the store too */
 	return rc;
 }
 
@@ -552,7 +560,7 @@ int volume_file_close(cairn_file *f)
 	pthread_rwlock_wrlock(&f->vi->lk);
 	rc = vol_inode_stage(vol, f->vi);
 	pthread_rwlock_unlock(&f->vi->lk);
-	int r = meta_ino_close(vol->meta, f->vi->ino);
+	int r = vol->fl ? 0 : meta_ino_close(vol->meta, f->vi->ino);
 	if (r && !rc)
 		rc = r;
 	vol_vinode_unpin(vol, f->vi);
@@ -597,6 +605,8 @@ int vol_sync_all(cairn_volume *vol, int remote)
 		rc = vol_commit(vol, 1);
 	if (!rc && remote)
 		rc = vol_wait_uploaded(vol, 0);
+	if (!rc && remote)
+		rc = vol_ship_flush_if_on(vol);  /* the metadata in the store too */
 out:
 	for (size_t i = 0; i < n; i++)
 		vol_vinode_unpin(vol, list[i]);

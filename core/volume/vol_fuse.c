@@ -136,6 +136,7 @@ int volume_copy_range(cairn_volume *vol, cairn_file *src, uint64_t src_off,
 		      cairn_file *dst, uint64_t dst_off, uint64_t len,
 		      uint64_t *copied)
 {
+	VOL_RO_CHECK(vol);
 	vinode *a, *b;
 	vf_copy p;
 	int rc;

@@ -44,6 +44,10 @@
  *   3. A chunk's record names bytes in a segment that is in the store, or
  *      (until it is uploaded) in the local staging file: compaction
  *      switches a chunk only to an UPLOADED segment.
+ *   4. Log shipping (docs/log-shipping.md): a DEAD segment's object is
+ *      deleted only once the record of its death is shipped
+ *      (vol_ship_death_shipped), and nothing at all (sweep, orphans) while
+ *      the writer does not hold its lease or is fenced (vol_ship_gc_ok).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -202,9 +206,17 @@ static int segop_run(cairn_volume *vol, const uint64_t *ids, size_t n, uint32_t 
 		     meta_durability d, uint8_t *done, size_t *ndone)
 {
 	segop p = { .ids = ids, .n = n, .to = to, .done = done };
-	int rc = meta_write(vol->meta, d, META_OP_SEGMENT, segop_fn, &p, NULL);
+	uint64_t lsn = 0;
+	int rc = meta_write(vol->meta, d, META_OP_SEGMENT, segop_fn, &p, &lsn);
 	if (ndone)
 		*ndone = rc ? 0 : p.ndone;
+	if (!rc && to == META_SEG_DEAD && lsn) {
+		/* Their death is record lsn: their objects wait until it is
+		 * shipped (docs/log-shipping.md "Garbage collection"). */
+		for (size_t i = 0; i < n; i++)
+			if (done[i])
+				vol_ship_died(vol, ids + i, 1, lsn);
+	}
 	return rc;
 }
 
@@ -321,6 +333,7 @@ static int sweep_batch(gc_pass *p, const gseg **b, size_t n)
 				continue;  /* stays DELETING: the next pass retries */
 		}
 		forget_local(vol, b[i]->id, b[i]->key);
+		vol_ship_forget(vol, b[i]->id);
 		ids[nd++] = b[i]->id;
 	}
 	if (nd && (rc = segop_run(vol, ids, nd, 0, META_RELAXED, done, &ndone)))
@@ -352,6 +365,20 @@ static int sweep(gc_pass *p, const uint8_t *would_die)
 
 	if (!b)
 		return cairn_errf(CAIRN_E_NOMEM, "gc: delete batch");
+	/* Log shipping: objects go only while this writer holds the lease,
+	 * and a dead segment's only once its death is shipped (a recovered
+	 * volume or a follower never names an object gc deleted).  Deaths
+	 * past the grace but not shipped yet get one shipper round first. */
+	int ship_ok = vol_ship_gc_ok(vol);
+	uint64_t want = 0, dl;
+	for (size_t i = 0; ship_ok && !p->o.dry_run && i < p->segs.n; i++) {
+		const gseg *g = &p->segs.v[i];
+		if (g->state == META_SEG_DEAD && now - g->mtime_ns >= grace_ns &&
+		    !vol_ship_death_shipped(vol, g->id, &dl) && dl > want)
+			want = dl;
+	}
+	if (want)
+		vol_ship_wait_lsn(vol, want);
 	for (size_t i = 0; i < p->segs.n && !rc; i++) {
 		const gseg *g = &p->segs.v[i];
 		int64_t died = g->mtime_ns;
@@ -359,7 +386,9 @@ static int sweep(gc_pass *p, const uint8_t *would_die)
 			died = now;  /* dry run: marked dead now */
 		else if (g->state != META_SEG_DEAD && g->state != META_SEG_DELETING)
 			continue;
-		if (g->state != META_SEG_DELETING && now - died < grace_ns) {
+		if ((g->state != META_SEG_DELETING && now - died < grace_ns) ||
+		    (!p->o.dry_run && (!ship_ok || (g->state == META_SEG_DEAD &&
+						    !vol_ship_death_shipped(vol, g->id, &dl))))) {
 			p->res->segments_waiting++;
 			p->res->bytes_waiting += g->size;
 			continue;
@@ -601,11 +630,17 @@ static void cout_abandon(cairn_volume *vol, cout *o)
 	 * which the next open uploads (it then dies with no chunk); without
 	 * it the record would stay forever ("its data is lost"). */
 	vol_seg_path(vol, o->s.id, path, sizeof path);
-	if (vol_seg_set_state(vol, o->s.id, META_SEG_DEAD, 0, NULL, META_SYNCED))
+	uint64_t first, last;
+	if (vol_seg_set_state(vol, o->s.id, META_SEG_DEAD, 0, NULL, META_SYNCED)) {
 		CAIRN_WARN(VOL_MOD, "gc: abandon compaction segment %s: %s", o->s.key,
 			   cairn_errmsg());
-	else if (unlink(path) != 0 && errno != ENOENT)
-		CAIRN_WARN(VOL_MOD, "gc: unlink %s: %s", path, strerror(errno));
+	} else {
+		/* its death is at or before the last LSN now */
+		if (!meta_wal_bounds(vol->meta, &first, &last))
+			vol_ship_died(vol, &o->s.id, 1, last);
+		if (unlink(path) != 0 && errno != ENOENT)
+			CAIRN_WARN(VOL_MOD, "gc: unlink %s: %s", path, strerror(errno));
+	}
 	o->s.id = 0;
 	o->n = 0;
 }
@@ -953,7 +988,9 @@ static int gc_pass_run(gc_pass *p)
 	free(would_die);
 	if (rc)
 		return rc;
-	if (!p->o.no_orphans && !gc_stopping(p->vol))
+	/* Orphans only while holding the lease: another writer's new
+	 * segments are orphans to this one. */
+	if (!p->o.no_orphans && !gc_stopping(p->vol) && vol_ship_gc_ok(p->vol))
 		rc = orphans(p);
 	return rc;
 }
@@ -967,6 +1004,7 @@ int volume_gc(cairn_volume *vol, const cairn_gc_opts *opts, cairn_gc_result *res
 	if (!res)
 		res = &scratch;
 	memset(res, 0, sizeof *res);
+	VOL_RO_CHECK(vol);
 	memset(&p, 0, sizeof p);
 	p.vol = vol;
 	p.res = res;
@@ -1257,6 +1295,8 @@ int volume_fsck(cairn_volume *vol, unsigned flags, FILE *report, cairn_fsck_resu
 	memset(res, 0, sizeof *res);
 	if (flags & ~CAIRN_FSCK_REPAIR)
 		return cairn_errf(CAIRN_E_INVAL, "fsck flags 0x%x unknown", flags);
+	if (flags & CAIRN_FSCK_REPAIR)
+		VOL_RO_CHECK(vol);
 	rc = meta_fsck(vol->meta, (flags & CAIRN_FSCK_REPAIR) ? META_FSCK_REPAIR : 0, report, &mr);
 	if (rc)
 		return cairn_err_wrap(rc, "fsck of volume %s", vol->dir);

@@ -10,12 +10,19 @@
  *   vol_fuse.c   extent-sharing copies (copy_file_range), SEEK_DATA/HOLE
  *   vol_gc.c     space: accounting, garbage collection, compaction, the
  *                background gc thread, volume fsck (docs/space.md)
+ *   vol_ship.c   log shipping, writer side: the lease, the shipper thread,
+ *                images, fencing (docs/log-shipping.md)
+ *   vol_rebuild.c  log shipping, reading side: volume_recover_store and the
+ *                readers of the shipped metadata followers share
+ *   vol_follow.c read-only followers: replica, tailer thread, re-sync
+ *                (vol->fl; VOL_RO_CHECK in every call that changes)
  *
  * Lock order (never taken in the other direction):
  *   vinode.lk  ->  vol.st_mu  ->  vol.up_mu
  *   vol.it_mu is taken alone (to pin or unpin a vinode), or before a
  *   vinode lock only by the background pruner, which holds nothing else.
- *   vol.rd_mu (segment readers) is a leaf.
+ *   vol.rd_mu (segment readers) is a leaf, and so is the shipper's
+ *   vship.mu (vol_ship.c), which is never held across store I/O.
  *   vol.gc_mu (one gc pass at a time) is taken before anything else and
  *   held across the pass, which takes the others as any reader does.
  *   Two vinode locks are held together only by volume_copy_range
@@ -101,6 +108,8 @@ typedef struct vreader {
 struct cairn_volume {
 	char *dir;
 	uint8_t uuid[16];
+	uint8_t instance[16];   /* this directory's id (volume.conf) */
+	uint64_t conf_segment_size; /* volume.conf's (meta/volume) */
 	uint64_t epoch;
 	char store_url[1024];
 	int zstd_level;
@@ -170,12 +179,113 @@ struct cairn_volume {
 	int gc_stop;            /* atomic: stop the thread, cut a pass short */
 	int gc_thread;          /* the background thread runs */
 	pthread_t gc_thr;
+
+	/* follower (vol_follow.c): NULL for a writer */
+	struct vfollow *fl;
+
+	/* log shipping, writer side (vol_ship.c): NULL with opts.no_ship */
+	struct vship *ship;
 };
 
 /* vol_open.c */
 int64_t vol_now_ms(void);
 void vol_attr_from(const meta_attr *a, cairn_attr *o);
 void vol_seg_path(const cairn_volume *vol, uint64_t seg, char *buf, size_t size);
+
+/* vol_open.c: pieces of the volume directory for vol_rebuild.c and
+ * vol_follow.c (which build volumes without volume_open). */
+void vol_uuid_fmt(const uint8_t u[16], char out[37]);
+int vol_uuid_parse(const char *s, uint8_t u[16]);
+int vol_mkdir(const char *path);
+int vol_fsync_dir(const char *dir);
+/* Write a new volume.conf (atomically) in dir; instance may be NULL (the
+ * first open makes one). */
+int vol_conf_create(const char *dir, const uint8_t uuid[16], const char *store,
+		    int zstd_level, uint64_t segment_size, uint64_t epoch,
+		    const uint8_t instance[16]);
+int vol_conf_epoch(const char *dir, uint64_t *epoch);
+/* The owner lock of vol->dir (vol->lock_fd). */
+int vol_lock(cairn_volume *vol);
+/* Fill the options left zero in vol->o with their defaults. */
+void vol_opts_defaults(cairn_volume *vol, uint64_t segment_size);
+/* Free a handle that volume_open did not finish (or a follower's). */
+void vol_destroy(cairn_volume *vol);
+
+/* vol_rebuild.c: readers of the shipped metadata under v/<uuid>/meta/
+ * (docs/log-shipping.md), shared by recovery and followers.  vpfx is
+ * "v/<uuid>/". */
+typedef struct vshipped_vol {
+	uint8_t uuid[16];
+	uint64_t segment_size;
+	int zstd_level;
+} vshipped_vol;
+typedef struct vshipped_img {
+	uint64_t lsn, epoch, size;
+	uint32_t crc;
+	int64_t time_ms;
+} vshipped_img;
+/* The volume named by uuid (checked), or the only one in the store:
+ * CAIRN_E_NOTFOUND (none), CAIRN_E_INVAL (several). */
+int vol_shipped_find(cairn_objstore *os, const char *uuid, uint8_t out[16]);
+/* meta/volume: CAIRN_E_NOTFOUND, CAIRN_E_CORRUPT, CAIRN_E_VERSION. */
+int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out);
+/* A whole object of at most max bytes (malloc'd). */
+int vol_shipped_get(cairn_objstore *os, const char *key, uint64_t max, uint8_t **buf,
+		    size_t *len);
+/* LSN of the newest image manifest (0: none). */
+int vol_shipped_image_newest(cairn_objstore *os, const char *vpfx, uint64_t *lsn);
+/* Download the newest image with LSN > above whose manifest, size, crc32c
+ * and schema check out into the new file path.  CAIRN_E_NOTFOUND (none),
+ * CAIRN_E_CORRUPT (every candidate failed). */
+int vol_shipped_image(cairn_objstore *os, const char *vpfx, uint64_t above,
+		      const char *path, vshipped_img *out);
+/* First LSNs of the log objects under meta/wal/, ascending (malloc'd). */
+int vol_shipped_log_list(cairn_objstore *os, const char *vpfx, uint64_t **firsts,
+			 size_t *n);
+/* Verify the log object buf (all of it, meta_logobj_decode) and apply its
+ * records after *applied to m (meta_wal_apply); *applied moves on, records
+ * and time_ns (commit time of the last one) are updated.  CAIRN_E_CORRUPT
+ * naming key. */
+int vol_shipped_apply(cairn_meta *m, const char *key, const uint8_t *buf, size_t len,
+		      uint64_t *applied, uint64_t *records, int64_t *time_ns);
+
+/* vol_follow.c: read-only followers (docs/log-shipping.md).  Every public
+ * call that would change the volume starts with VOL_RO_CHECK. */
+#define VOL_RO_CHECK(vol) \
+	do { if ((vol)->fl) return vol_follow_rofs((vol), __func__); } while (0)
+int vol_follow_rofs(cairn_volume *vol, const char *what);
+/* volume_close of a follower. */
+int vol_follow_close(cairn_volume *vol);
+/* Follower fields of volume_stats. */
+void vol_follow_stats(cairn_volume *vol, cairn_volume_stats *out);
+/* A read of a follower failed with rc: a segment object the writer's gc
+ * deleted becomes CAIRN_E_IO with a message, and wakes the tailer. */
+int vol_follow_read_error(cairn_volume *vol, int rc);
+
+/* vol_ship.c (docs/log-shipping.md).  Open: vol_ship_claim (store open,
+ * before the epoch is written: *epoch gets the epoch to use, above every
+ * lease in the store and conf_epoch), vol_ship_check (metadata open: the
+ * stale-directory check), vol_ship_start (after recovery: the fence record
+ * and the shipper thread).  Close: vol_ship_stop (a last round, the lease
+ * released), vol_ship_free.  All are no-ops with opts.no_ship. */
+int vol_ship_claim(cairn_volume *vol, uint64_t conf_epoch, uint64_t *epoch);
+int vol_ship_check(cairn_volume *vol);
+int vol_ship_start(cairn_volume *vol);
+void vol_ship_stop(cairn_volume *vol);
+void vol_ship_free(cairn_volume *vol);
+void vol_ship_stats(cairn_volume *vol, cairn_volume_stats *out);
+/* gc: whether objects may be deleted now (the lease is held, not fenced;
+ * always with no_ship); segments ids[0..n) died in the record lsn; whether
+ * the death of seg is shipped (forgetting it when it is); kick the shipper
+ * and wait for one round when lsn is not shipped yet. */
+int vol_ship_gc_ok(cairn_volume *vol);
+void vol_ship_died(cairn_volume *vol, const uint64_t *ids, size_t n, uint64_t lsn);
+int vol_ship_death_shipped(cairn_volume *vol, uint64_t seg, uint64_t *death_lsn);
+void vol_ship_forget(cairn_volume *vol, uint64_t seg);
+void vol_ship_wait_lsn(cairn_volume *vol, uint64_t lsn);
+/* fsync (remote), volume_sync_durable(REMOTE): volume_ship_flush when
+ * shipping is on, else 0. */
+int vol_ship_flush_if_on(cairn_volume *vol);
 
 /* vol_gc.c: the background gc thread (gc_interval_ms > 0). */
 int vol_gc_start(cairn_volume *vol);

@@ -38,6 +38,8 @@ void vol_attr_from(const meta_attr *a, cairn_attr *o)
 /* Overlay what only the in-memory buffer knows. */
 static void attr_overlay(cairn_volume *vol, cairn_attr *o)
 {
+	if (vol->fl)
+		return;  /* a follower's sizes are the metadata's */
 	vinode *vi = vol_vinode_find(vol, o->ino);
 	if (!vi)
 		return;
@@ -148,6 +150,7 @@ int volume_getattr(cairn_volume *vol, uint64_t ino, cairn_attr *out)
 int volume_setattr(cairn_volume *vol, uint64_t ino, const cairn_sattr *sa,
 		   cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_SETATTR, .a = ino };
 	vinode *vi = NULL;
 	int rc;
@@ -214,6 +217,7 @@ int volume_mknod(cairn_volume *vol, uint64_t parent, const char *name,
 		 uint32_t mode, uint64_t rdev, uint32_t uid, uint32_t gid,
 		 cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_MKNOD, .a = parent, .name = name, .mode = mode,
 		   .rdev = rdev, .uid = uid, .gid = gid };
 	return ns_run(vol, &p, out);
@@ -222,6 +226,7 @@ int volume_mknod(cairn_volume *vol, uint64_t parent, const char *name,
 int volume_create(cairn_volume *vol, uint64_t parent, const char *name,
 		  uint32_t mode, uint32_t uid, uint32_t gid, cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_CREATE, .a = parent, .name = name, .mode = mode,
 		   .uid = uid, .gid = gid };
 	return ns_run(vol, &p, out);
@@ -230,6 +235,7 @@ int volume_create(cairn_volume *vol, uint64_t parent, const char *name,
 int volume_mkdir(cairn_volume *vol, uint64_t parent, const char *name,
 		 uint32_t mode, uint32_t uid, uint32_t gid, cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_MKDIR, .a = parent, .name = name, .mode = mode,
 		   .uid = uid, .gid = gid };
 	return ns_run(vol, &p, out);
@@ -239,6 +245,7 @@ int volume_symlink(cairn_volume *vol, uint64_t parent, const char *name,
 		   const char *target, uint32_t uid, uint32_t gid,
 		   cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_SYMLINK, .a = parent, .name = name, .target = target,
 		   .uid = uid, .gid = gid };
 	return ns_run(vol, &p, out);
@@ -258,12 +265,14 @@ int volume_readlink(cairn_volume *vol, uint64_t ino, char *buf, size_t size,
 
 int volume_unlink(cairn_volume *vol, uint64_t parent, const char *name)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_UNLINK, .a = parent, .name = name };
 	return ns_run(vol, &p, NULL);
 }
 
 int volume_rmdir(cairn_volume *vol, uint64_t parent, const char *name)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_RMDIR, .a = parent, .name = name };
 	return ns_run(vol, &p, NULL);
 }
@@ -271,6 +280,7 @@ int volume_rmdir(cairn_volume *vol, uint64_t parent, const char *name)
 int volume_link(cairn_volume *vol, uint64_t ino, uint64_t newparent,
 		const char *newname, cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_LINK, .a = ino, .b = newparent, .name = newname };
 	int rc = ns_run(vol, &p, out);
 	if (!rc && out)
@@ -281,6 +291,7 @@ int volume_link(cairn_volume *vol, uint64_t ino, uint64_t newparent,
 int volume_rename(cairn_volume *vol, uint64_t sparent, const char *sname,
 		  uint64_t dparent, const char *dname, unsigned flags)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_RENAME, .a = sparent, .name = sname, .b = dparent,
 		   .name2 = dname, .flags = flags };
 	return ns_run(vol, &p, NULL);
@@ -301,6 +312,7 @@ int volume_readdir(cairn_volume *vol, uint64_t dir, uint64_t cookie,
 int volume_xattr_set(cairn_volume *vol, uint64_t ino, const char *name,
 		     const void *val, size_t len, unsigned flags)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_XSET, .a = ino, .name = name, .val = val, .len = len,
 		   .flags = flags };
 	return ns_run(vol, &p, NULL);
@@ -332,6 +344,7 @@ int volume_xattr_list(cairn_volume *vol, uint64_t ino, char *buf, size_t size,
 
 int volume_xattr_remove(cairn_volume *vol, uint64_t ino, const char *name)
 {
+	VOL_RO_CHECK(vol);
 	nsop p = { .kind = NS_XREMOVE, .a = ino, .name = name };
 	return ns_run(vol, &p, NULL);
 }

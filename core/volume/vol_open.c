@@ -17,8 +17,10 @@
  *   1. At most one process has a volume open: the lock file is flock'd
  *      before anything else is touched; a second opener gets CAIRN_E_BUSY
  *      naming the pid written in it.
- *   2. Every open writes epoch+1 to volume.conf durably (temp file, fsync,
- *      rename, fsync of the directory) before any segment is created, so
+ *   2. Every open writes a new epoch to volume.conf durably (temp file,
+ *      fsync, rename, fsync of the directory) before any segment is
+ *      created: the config's + 1 and, with log shipping, above every
+ *      lease in the store (vol_ship_claim, docs/log-shipping.md), so
  *      the keys of this run (UUID, epoch, seq) never equal keys of an
  *      earlier run, even if the metadata were restored from an old copy.
  *   3. volume.conf is replaced atomically: a crash leaves the old or the
@@ -27,7 +29,8 @@
  * State of a volume handle:
  *
  *   volume_open --> [OPEN] --volume_close--> (freed)
- *   (lock, epoch bump, meta_open, store, cache, vol_recover, threads)
+ *   (open_conf_locked, open_uring_store, open_epoch [lease], meta_open,
+ *    vol_ship_check, cache, vol_recover, threads, vol_ship_start)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +57,8 @@ typedef struct vconf {
 	int zstd_level;
 	uint64_t segment_size;
 	uint64_t epoch;
+	uint8_t instance[16];   /* this directory's id (log shipping leases) */
+	int have_instance;      /* 0: an older file; the next open adds it */
 } vconf;
 
 int64_t vol_now_ms(void)
@@ -136,16 +141,18 @@ static int fsync_dir(const char *dir)
 
 static int conf_write(const char *dir, const vconf *c)
 {
-	char path[4096], tmp[4096], text[2048], us[37];
+	char path[4096], tmp[4096], text[2048], us[37], is[37];
 	int fd = -1, rc = 0;
 	uuid_fmt(c->uuid, us);
+	uuid_fmt(c->instance, is);
 	int n = snprintf(text, sizeof text,
 			 "# cairn volume configuration (docs/volume.md); "
 			 "rewritten at every open\n"
 			 "%s %d\nuuid = %s\nstore = %s\nzstd_level = %d\n"
-			 "segment_size = %" PRIu64 "\nepoch = %" PRIu64 "\n",
+			 "segment_size = %" PRIu64 "\nepoch = %" PRIu64 "\n%s%s%s",
 			 CONF_MAGIC, c->version, us, c->store, c->zstd_level,
-			 c->segment_size, c->epoch);
+			 c->segment_size, c->epoch, c->have_instance ? "instance = " : "",
+			 c->have_instance ? is : "", c->have_instance ? "\n" : "");
 	if (n < 0 || (size_t)n >= sizeof text)
 		return cairn_errf(CAIRN_E_RANGE, "volume config too long");
 	snprintf(path, sizeof path, "%s/%s", dir, CONF_NAME);
@@ -256,6 +263,11 @@ static int conf_read(const char *dir, vconf *c)
 						  path, lineno, v);
 			c->epoch = x;
 			have_epoch = 1;
+		} else if (!strcmp(k, "instance")) {
+			if (uuid_parse(v, c->instance))
+				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: bad instance '%s'",
+						  path, lineno, v);
+			c->have_instance = 1;
 		} else {
 			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: unknown key '%s'",
 					  path, lineno, k);
@@ -264,6 +276,18 @@ static int conf_read(const char *dir, vconf *c)
 	if (!have_magic || !have_uuid || !have_store || !have_epoch || !c->segment_size)
 		return cairn_errf(CAIRN_E_CORRUPT, "%s: incomplete (uuid, store, "
 				  "segment_size and epoch are required)", path);
+	return 0;
+}
+
+/* A random id of this volume directory (docs/log-shipping.md: a lease
+ * with our instance is our own). */
+static int instance_new(vconf *c)
+{
+	if (getrandom(c->instance, sizeof c->instance, 0) != (ssize_t)sizeof c->instance)
+		return cairn_errf(CAIRN_E_IO, "getrandom: %s", strerror(errno));
+	c->instance[6] = (uint8_t)((c->instance[6] & 0x0f) | 0x40);
+	c->instance[8] = (uint8_t)((c->instance[8] & 0x3f) | 0x80);
+	c->have_instance = 1;
 	return 0;
 }
 
@@ -331,6 +355,8 @@ int volume_format(const char *dir, const cairn_format_opts *opts)
 		return cairn_errf(CAIRN_E_IO, "getrandom: %s", strerror(errno));
 	c.uuid[6] = (uint8_t)((c.uuid[6] & 0x0f) | 0x40);  /* RFC 4122 v4 */
 	c.uuid[8] = (uint8_t)((c.uuid[8] & 0x3f) | 0x80);
+	if ((rc = instance_new(&c)))
+		return rc;
 	const char *subs[] = { "meta", "staging", "cache" };
 	for (size_t i = 0; i < 3; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
@@ -451,6 +477,7 @@ static void opts_fill(cairn_volume *vol, const vconf *c)
 
 static void vol_free(cairn_volume *vol)
 {
+	vol_ship_free(vol);
 	if (vol->cache)
 		seg_cache_close(vol->cache);
 	if (vol->own_os)
@@ -479,6 +506,70 @@ static void vol_free(cairn_volume *vol)
 	free(vol->kept);
 	free(vol->dir);
 	free(vol);
+}
+
+/* volume_open, step 1: the config, the owner lock, the config again under
+ * the lock (the previous owner may have bumped the epoch), the instance id
+ * (added to an older config by open_epoch's write). */
+static int open_conf_locked(cairn_volume *vol, vconf *c)
+{
+	int rc;
+	/* The config check comes before the lock so that a wrong directory
+	 * is never given a lock file. */
+	if ((rc = conf_read(vol->dir, c)))
+		return rc;
+	if ((rc = lock_take(vol)))
+		return rc;
+	if ((rc = conf_read(vol->dir, c)))
+		return rc;
+	if (!c->have_instance && (rc = instance_new(c)))
+		return rc;
+	memcpy(vol->uuid, c->uuid, 16);
+	memcpy(vol->instance, c->instance, 16);
+	vol->conf_segment_size = c->segment_size;
+	vol->zstd_level = c->zstd_level;
+	snprintf(vol->store_url, sizeof vol->store_url, "%s", c->store);
+	opts_fill(vol, c);
+	return 0;
+}
+
+/* Step 2: the io_uring and the object store (the caller's, or our own). */
+static int open_uring_store(cairn_volume *vol, const vconf *c)
+{
+	int rc;
+	if (vol->o.uring) {
+		vol->u = vol->o.uring;
+	} else {
+		if ((rc = uring_open(NULL, &vol->u)))
+			return rc;
+		vol->own_u = 1;
+	}
+	if (vol->o.store) {
+		vol->os = vol->o.store;
+	} else {
+		cairn_objstore_opts so = { 0 };
+		so.uring = vol->u;
+		if ((rc = objstore_open(c->store, &so, &vol->os)))
+			return cairn_err_wrap(rc, "open store of volume %s", vol->dir);
+		vol->own_os = 1;
+	}
+	return 0;
+}
+
+/* Step 3: this run's epoch: above volume.conf's and (shipping) every
+ * lease in the store, whose lease it claims; written durably. */
+static int open_epoch(cairn_volume *vol, vconf *c)
+{
+	uint64_t e = c->epoch + 1;
+	int rc;
+	if ((rc = vol_ship_claim(vol, c->epoch, &e)))
+		return rc;
+	c->epoch = e;
+	if ((rc = conf_write(vol->dir, c)))
+		return rc;
+	vol->epoch = e;
+	vol->st.epoch = e;
+	return 0;
 }
 
 int volume_open(const char *dir, const cairn_volume_opts *opts,
@@ -519,48 +610,22 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
 				vol->o.durability);
 		goto fail;
 	}
-	/* The config check comes before the lock so that a wrong directory
-	 * is never given a lock file. */
-	if ((rc = conf_read(dir, &c)))
+	if ((rc = open_conf_locked(vol, &c)))
 		goto fail;
-	if ((rc = lock_take(vol)))
+	if ((rc = open_uring_store(vol, &c)))
 		goto fail;
-	/* Re-read under the lock: the previous owner may have bumped it. */
-	if ((rc = conf_read(dir, &c)))
+	/* The store before the epoch: the epoch must be above every lease in
+	 * the store (docs/log-shipping.md), and is durable in volume.conf
+	 * before anything uses it. */
+	if ((rc = open_epoch(vol, &c)))
 		goto fail;
-	c.epoch++;
-	if ((rc = conf_write(dir, &c)))
-		goto fail;
-	memcpy(vol->uuid, c.uuid, 16);
-	vol->epoch = c.epoch;
-	vol->st.epoch = c.epoch;
-	vol->zstd_level = c.zstd_level;
-	snprintf(vol->store_url, sizeof vol->store_url, "%s", c.store);
-	opts_fill(vol, &c);
-
-	if (vol->o.uring) {
-		vol->u = vol->o.uring;
-	} else {
-		if ((rc = uring_open(NULL, &vol->u)))
-			goto fail;
-		vol->own_u = 1;
-	}
 	snprintf(path, sizeof path, "%s/meta", dir);
 	if ((rc = meta_open(path, NULL, &vol->meta))) {
 		rc = cairn_err_wrap(rc, "open metadata of volume %s", dir);
 		goto fail;
 	}
-	if (vol->o.store) {
-		vol->os = vol->o.store;
-	} else {
-		cairn_objstore_opts so = { 0 };
-		so.uring = vol->u;
-		if ((rc = objstore_open(c.store, &so, &vol->os))) {
-			rc = cairn_err_wrap(rc, "open store of volume %s", dir);
-			goto fail;
-		}
-		vol->own_os = 1;
-	}
+	if ((rc = vol_ship_check(vol)))
+		goto fail;
 	snprintf(path, sizeof path, "%s/cache", dir);
 	if ((rc = seg_cache_open(vol->u, path, vol->o.cache_size, &vol->cache)))
 		goto fail;
@@ -575,6 +640,11 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
 	if ((rc = vol_threads_start(vol)))
 		goto fail;
 	if ((rc = vol_gc_start(vol))) {
+		vol_threads_stop(vol);
+		goto fail;
+	}
+	if ((rc = vol_ship_start(vol))) {
+		vol_gc_stop(vol);
 		vol_threads_stop(vol);
 		goto fail;
 	}
@@ -599,6 +669,8 @@ int volume_close(cairn_volume *vol)
 	int rc = 0, r;
 	if (!vol)
 		return 0;
+	if (vol->fl)
+		return vol_follow_close(vol);
 	/* A gc pass in progress is cut short (what it leaves, the next pass
 	 * reclaims) before anything it uses is torn down. */
 	vol_gc_stop(vol);
@@ -616,6 +688,7 @@ int volume_close(cairn_volume *vol)
 		rc = r;
 	}
 	vol_threads_stop(vol);
+	vol_ship_stop(vol);
 	vol_prune_queued(vol);
 	pthread_mutex_lock(&vol->it_mu);
 	for (size_t b = 0; b < vol->ibuckets; b++) {
@@ -675,4 +748,77 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->stream_part_retries = __atomic_load_n(&s->stream_part_retries, __ATOMIC_RELAXED);
 	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&vol->up_mu);
+	vol_ship_stats(vol, out);
+	vol_follow_stats(vol, out);
+}
+
+/* ---- pieces for vol_rebuild.c and vol_follow.c (vol_int.h) ---- */
+
+void vol_uuid_fmt(const uint8_t u[16], char out[37])
+{
+	uuid_fmt(u, out);
+}
+
+int vol_uuid_parse(const char *s, uint8_t u[16])
+{
+	return uuid_parse(s, u);
+}
+
+int vol_mkdir(const char *path)
+{
+	return mkdir_p1(path);
+}
+
+int vol_fsync_dir(const char *dir)
+{
+	return fsync_dir(dir);
+}
+
+int vol_conf_create(const char *dir, const uint8_t uuid[16], const char *store,
+		    int zstd_level, uint64_t segment_size, uint64_t epoch,
+		    const uint8_t instance[16])
+{
+	vconf c;
+	memset(&c, 0, sizeof c);
+	if (instance) {
+		memcpy(c.instance, instance, 16);
+		c.have_instance = 1;
+	}
+	c.version = CAIRN_VOLUME_CONF_VERSION;
+	memcpy(c.uuid, uuid, 16);
+	if (strlen(store) >= sizeof c.store)
+		return cairn_errf(CAIRN_E_INVAL, "store URL too long");
+	snprintf(c.store, sizeof c.store, "%s", store);
+	c.zstd_level = zstd_level;
+	c.segment_size = segment_size;
+	c.epoch = epoch;
+	return conf_write(dir, &c);
+}
+
+int vol_conf_epoch(const char *dir, uint64_t *epoch)
+{
+	vconf c;
+	int rc = conf_read(dir, &c);
+	if (!rc)
+		*epoch = c.epoch;
+	return rc;
+}
+
+int vol_lock(cairn_volume *vol)
+{
+	return lock_take(vol);
+}
+
+void vol_destroy(cairn_volume *vol)
+{
+	vol_free(vol);
+}
+
+/* Defaults of every option left zero, for a volume of this segment size. */
+void vol_opts_defaults(cairn_volume *vol, uint64_t segment_size)
+{
+	vconf c;
+	memset(&c, 0, sizeof c);
+	c.segment_size = segment_size;
+	opts_fill(vol, &c);
 }

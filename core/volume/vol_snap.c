@@ -51,6 +51,7 @@ static int clone_fn(meta_txn *t, void *arg)
 int volume_snapshot_create(cairn_volume *vol, uint64_t src, const char *name,
 			   cairn_snap *out)
 {
+	VOL_RO_CHECK(vol);
 	snapop p = { .src = src, .name = name };
 	int rc;
 
@@ -105,6 +106,7 @@ int volume_snapshot_list(cairn_volume *vol, cairn_snap_fn cb, void *arg)
 
 int volume_snapshot_delete(cairn_volume *vol, const char *name)
 {
+	VOL_RO_CHECK(vol);
 	snapop p = { .name = name };
 	return meta_write(vol->meta, META_SYNCED, META_OP_SNAPSHOT, snap_delete_fn, &p, NULL);
 }
@@ -112,6 +114,7 @@ int volume_snapshot_delete(cairn_volume *vol, const char *name)
 int volume_clone(cairn_volume *vol, uint64_t src, uint64_t dparent,
 		 const char *dname, cairn_attr *out)
 {
+	VOL_RO_CHECK(vol);
 	snapop p = { .src = src, .dparent = dparent, .name = dname };
 	int rc;
 

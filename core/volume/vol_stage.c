@@ -822,8 +822,11 @@ int vol_chunk_read(cairn_volume *vol, const meta_chunk *c, const meta_seg *s,
 		CAIRN_WARN(VOL_MOD, "local copy %s of %s is corrupt, removed: %s", path,
 			   s->key, cairn_errmsg());
 		unlink(path);
-	} else if (s->state != META_SEG_UPLOADED) {
-		/* The caller's record may predate the upload: the uploader may
+	} else if (s->state != META_SEG_UPLOADED && !vol->fl) {
+		/* (A follower applies a log object record by record: a chunk
+		 * may show before its segment's UPLOADED put, which the same
+		 * object carries; by the data rule the store holds it.)
+		 * The caller's record may predate the upload: the uploader may
 		 * have finished and the local copy been dropped (local_keep,
 		 * drop_cache) since.  Look again before calling it lost. */
 		int err = errno;
