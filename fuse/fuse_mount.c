@@ -135,6 +135,15 @@ static int opt_one(cairn_mount_opts *o, char *opt)
 		if (parse_size(val, &o->cache_size) || !o->cache_size)
 			return cairn_errf(CAIRN_E_INVAL, "cache_size '%s': expected "
 					  "a size such as 512M or 4G", val);
+	} else if (strcmp(opt, "follow") == 0 && val) {
+		/* a follower (fstab: "DIR MNT fuse.cairn follow=URL"): the URL
+		 * of the store its writer ships to */
+		if (!*val || strlen(val) >= sizeof o->follow_url)
+			return cairn_errf(CAIRN_E_INVAL, "follow: expected a store URL of at "
+					  "most %zu bytes", sizeof o->follow_url - 1);
+		snprintf(o->follow_url, sizeof o->follow_url, "%s", val);
+		o->follow_store = o->follow_url;
+		o->read_only = 1;
 	} else if (strcmp(opt, "cache_dir") == 0 && val) {
 		return cairn_errf(CAIRN_E_UNSUPPORTED, "cache_dir: the cache lives "
 				  "in <volume>/cache (a separate directory is "
@@ -274,15 +283,22 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	if (o->durability >= 0)
 		vo.durability = o->durability;
 	vo.cache_size = o->cache_size;
-	/* A mount reclaims space in the background at a gentle rate
-	 * (docs/space.md); `cairn gc` runs a pass on demand. */
-	vo.gc_interval_ms = 5 * 60 * 1000;
-	if ((rc = volume_open(voldir, &vo, &vol)))
-		goto fail;
+	if (o->follow_store) {
+		/* A follower: the volume's replica in voldir, kept up to date
+		 * from the store's log; read-only (docs/log-shipping.md). */
+		if ((rc = volume_open_follower(voldir, o->follow_store, &vo, &vol)))
+			goto fail;
+	} else {
+		/* A mount reclaims space in the background at a gentle rate
+		 * (docs/space.md); `cairn gc` runs a pass on demand. */
+		vo.gc_interval_ms = 5 * 60 * 1000;
+		if ((rc = volume_open(voldir, &vo, &vol)))
+			goto fail;
+	}
 	{
 		char note[PATH_MAX * 2 + 64];
-		snprintf(note, sizeof note, "mounted at %s; unmount it with 'cairn umount %s'",
-			 mp, mp);
+		snprintf(note, sizeof note, "%smounted at %s; unmount it with 'cairn umount %s'",
+			 o->follow_store ? "follower " : "", mp, mp);
 		/* Only a clearer message for a second opener: not fatal. */
 		if (volume_set_owner_note(vol, note))
 			CAIRN_WARN(FUSE_MOD, "%s", cairn_errmsg());
@@ -298,7 +314,7 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	opt_escape(voldir, esc, sizeof esc);
 	snprintf(optstr, sizeof optstr, "fsname=%s,subtype=cairn,default_permissions"
 		 "%s%s%s", esc, o->allow_other ? ",allow_other" : "",
-		 o->read_only ? ",ro" : "", o->fuse_opts);
+		 o->read_only || o->follow_store ? ",ro" : "", o->fuse_opts);
 	if (fuse_opt_add_arg(&args, "cairn") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, optstr) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
 		rc = cairn_errf(CAIRN_E_NOMEM, "mount arguments");

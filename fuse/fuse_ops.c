@@ -463,6 +463,29 @@ static int file_open(cfs *fs, uint64_t ino, struct fuse_file_info *fi)
 	}
 	handle_add(fs, h);
 	fi->fh = (uintptr_t)h;
+	if (fs->follower) {
+		/* A follower's files change under it (the writer is another
+		 * host): keep the kernel's pages only for an inode whose
+		 * size and times are what they were when they were cached. */
+		cairn_attr a;
+		fi->keep_cache = 0;
+		if (volume_getattr(fs->vol, ino, &a) == 0) {
+			pthread_mutex_lock(&fs->mu);
+			cfs_kc *k = &fs->kc[(ino * 0x9e3779b97f4a7c15ULL >> 32) % CFS_KC_SLOTS];
+			if (k->ino == ino && k->size == a.size && k->mtime_ns == a.mtime_ns &&
+			    k->ctime_ns == a.ctime_ns)
+				fi->keep_cache = 1;
+			k->ino = ino;
+			k->size = a.size;
+			k->mtime_ns = a.mtime_ns;
+			k->ctime_ns = a.ctime_ns;
+			pthread_mutex_unlock(&fs->mu);
+		}
+		cairn_err_clear();
+		if (fi->keep_cache)
+			st_add(fs, CFS_ST_KEEP_CACHE, 1);
+		return 0;
+	}
 	/* Guarantee 3: the kernel's cache is the file's content. */
 	fi->keep_cache = 1;
 	st_add(fs, CFS_ST_KEEP_CACHE, 1);
@@ -1114,13 +1137,20 @@ int cfs_init(cfs *fs, cairn_volume *vol, const cairn_mount_opts *o,
 	memset(fs, 0, sizeof *fs);
 	fs->vol = vol;
 	/* Long by default: every change passes through this mount's kernel,
-	 * which updates or invalidates what it caches itself. */
-	fs->entry_to = o->entry_timeout < 0 ? 10.0 : o->entry_timeout;
-	fs->attr_to = o->attr_timeout < 0 ? 10.0 : o->attr_timeout;
+	 * which updates or invalidates what it caches itself.  A follower's
+	 * changes come from the log: short, so they show within a second. */
+	double def = o->follow_store ? 1.0 : 10.0;
+	fs->follower = o->follow_store != NULL;
+	fs->entry_to = o->entry_timeout < 0 ? def : o->entry_timeout;
+	fs->attr_to = o->attr_timeout < 0 ? def : o->attr_timeout;
 	snprintf(fs->voldir, sizeof fs->voldir, "%s", voldir);
 	snprintf(fs->mountpoint, sizeof fs->mountpoint, "%s", mountpoint);
 	if (pthread_mutex_init(&fs->mu, NULL))
 		return cairn_errf(CAIRN_E_NOMEM, "fuse state mutex");
+	if (fs->follower && !(fs->kc = calloc(CFS_KC_SLOTS, sizeof *fs->kc))) {
+		pthread_mutex_destroy(&fs->mu);
+		return cairn_errf(CAIRN_E_NOMEM, "follower cache table");
+	}
 	return 0;
 }
 
@@ -1146,6 +1176,8 @@ int cfs_close_all(cfs *fs)
 
 void cfs_destroy(cfs *fs)
 {
+	free(fs->kc);
+	fs->kc = NULL;
 	pthread_mutex_destroy(&fs->mu);
 }
 
@@ -1158,7 +1190,7 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 		"bytes_read", "bytes_written", "errors", "keep_cache_opens",
 	};
 	cairn_volume_stats vs;
-	size_t cap = 4096, n = 0;
+	size_t cap = 8192, n = 0;
 	char *b = malloc(cap);
 	size_t nh;
 
@@ -1186,6 +1218,24 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 	APPEND("chunks_staged %" PRIu64 "\n", vs.chunks_staged);
 	APPEND("chunk_reads_local %" PRIu64 "\n", vs.reads_local);
 	APPEND("chunk_reads_store %" PRIu64 "\n", vs.reads_store);
+	/* log shipping (writer) and following (docs/log-shipping.md) */
+	APPEND("follower %d\n", vs.follower);
+	APPEND("last_lsn %" PRIu64 "\n", vs.last_lsn);
+	if (vs.follower) {
+		APPEND("follow_applied_objects %" PRIu64 "\n", vs.follow_applied_objects);
+		APPEND("follow_resyncs %" PRIu64 "\n", vs.follow_resyncs);
+		APPEND("follow_lag_ms %" PRIu64 "\n", vs.follow_lag_ms);
+		APPEND("image_lsn %" PRIu64 "\n", vs.image_lsn);
+	} else {
+		APPEND("shipped_lsn %" PRIu64 "\n", vs.shipped_lsn);
+		APPEND("ship_objects %" PRIu64 "\n", vs.ship_objects);
+		APPEND("ship_bytes %" PRIu64 "\n", vs.ship_bytes);
+		APPEND("ship_failures %" PRIu64 "\n", vs.ship_failures);
+		APPEND("images %" PRIu64 "\n", vs.images);
+		APPEND("image_lsn %" PRIu64 "\n", vs.image_lsn);
+		APPEND("lease_epoch %" PRIu64 "\n", vs.lease_epoch);
+		APPEND("fenced %d\n", vs.fenced);
+	}
 #undef APPEND
 	if (n >= cap) {
 		free(b);

@@ -49,8 +49,19 @@ enum {
 	CFS_ST_KEEP_CACHE, CFS_ST__COUNT
 };
 
+/* A follower's record of what a file was when the kernel last cached it
+ * (fuse_ops.c file_open): the cache is kept only for an unchanged inode. */
+typedef struct cfs_kc {
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns, ctime_ns;
+} cfs_kc;
+#define CFS_KC_SLOTS 4096
+
 typedef struct cfs {
 	cairn_volume *vol;
+	int follower;           /* a read-only follower: files change under us */
+	cfs_kc *kc;             /* followers: CFS_KC_SLOTS entries, under mu */
 	double entry_to, attr_to;
 	char voldir[4096];
 	char mountpoint[4096];

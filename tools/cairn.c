@@ -233,13 +233,17 @@ static int do_mount(cairn_mount_opts *o, struct ctl_hook *h)
 
 static int cmd_mount(cli_ctx *c, int argc, char **argv)
 {
-	enum { O_FG = 1, O_DEBUG, O_OPT };
+	enum { O_FG = 1, O_DEBUG, O_OPT, O_FOLLOW, O_STORE };
 	static const cli_opt opts[] = {
 		{"foreground", 'f', 0, O_FG},
 		{"debug", 'd', 0, O_DEBUG},
 		{"options", 'o', 1, O_OPT},
+		{"follow", 0, 0, O_FOLLOW},
+		{"store", 0, 1, O_STORE},
 		{NULL, 0, 0, 0},
 	};
+	const char *store = NULL;
+	int follow = 0;
 	static struct ctl_hook hook;
 	cairn_mount_opts o;
 	cli_args a;
@@ -256,6 +260,8 @@ static int cmd_mount(cli_ctx *c, int argc, char **argv)
 			if (cairn_mount_opts_parse(&o, a.arg))
 				status = cli_usage(c, "%s", cairn_errmsg());
 			break;
+		case O_FOLLOW: follow = 1; break;
+		case O_STORE: store = a.arg; break;
 		default:
 			status = CLI_EXIT_USAGE;
 		}
@@ -265,6 +271,32 @@ static int cmd_mount(cli_ctx *c, int argc, char **argv)
 		status = cli_usage(c, "missing MOUNTPOINT");
 	if (!status && nops > 1)
 		status = cli_usage(c, "unexpected argument '%s'", ops[1]);
+	if (!status && follow && !store)
+		status = cli_usage(c, "--follow needs --store URL (the writer's store)");
+	if (!status && store && !follow)
+		status = cli_usage(c, "--store is for --follow (a volume's own store is in "
+				   "its volume.conf)");
+	if (!status && follow) {
+		/* The follower's own directory: created if missing; one that
+		 * holds a writer volume is refused by volume_open_follower. */
+		char conf[PATH_MAX + 16];
+		struct stat st;
+		snprintf(conf, sizeof conf, "%s/volume.conf", c->volume_dir);
+		if (stat(conf, &st) == 0) {
+			fprintf(c->err, "cairn: mount: %s holds a writer volume; a follower needs "
+				"a directory of its own (--volume DIR)\n", c->volume_dir);
+			status = CLI_EXIT_FAIL;
+		} else if (mkdir_parents(c->volume_dir)) {
+			fprintf(c->err, "cairn: mount: %s\n", cairn_errmsg());
+			status = CLI_EXIT_FAIL;
+		} else if (mkdir(c->volume_dir, 0755) != 0 && errno != EEXIST) {
+			fprintf(c->err, "cairn: mount: create %s: %s\n", c->volume_dir,
+				strerror(errno));
+			status = CLI_EXIT_FAIL;
+		}
+		o.follow_store = store;
+		o.read_only = 1;
+	}
 	if (!status) {
 		o.volume_dir = c->volume_dir;
 		o.mountpoint = ops[0];
@@ -415,21 +447,32 @@ static const cli_command builtin_commands[] = {
 	 0, cmd_format},
 	{"mount", "mount the volume with FUSE",
 	 "usage: cairn [--volume DIR] mount [-f] [-d] [-o OPTS]... MOUNTPOINT\n"
+	 "       cairn [--volume DIR] mount --follow --store URL [-f] [-o OPTS]... MOUNTPOINT\n"
 	 "\n"
 	 "Mount the volume on MOUNTPOINT (an existing directory). The mount\n"
 	 "daemon owns the volume while mounted; it runs in the background\n"
 	 "(logging to DIR/mount.log, or --log-file) and this command returns\n"
 	 "once the mount is live, or prints the daemon's error and exits 1.\n"
 	 "\n"
-	 "  -f        serve in the foreground (Ctrl-C unmounts)\n"
-	 "  -d        foreground with libfuse request tracing\n"
-	 "  -o OPTS   comma-separated options:\n"
+	 "With --follow, mount a read-only follower of the volume whose writer\n"
+	 "ships its log to the store URL (docs/log-shipping.md): DIR is the\n"
+	 "follower's own directory (metadata replica and cache; created if\n"
+	 "missing; never a writer's volume directory). New files and\n"
+	 "checkpoints of the writer appear within seconds; every change is\n"
+	 "refused (read-only). The store must hold one volume, or DIR must\n"
+	 "have followed it before.\n"
+	 "\n"
+	 "  -f             serve in the foreground (Ctrl-C unmounts)\n"
+	 "  -d             foreground with libfuse request tracing\n"
+	 "  --follow       a read-only follower (needs --store)\n"
+	 "  --store URL    the store the writer ships to (file:///dir, s3://...)\n"
+	 "  -o OPTS        comma-separated options:\n"
 	 "      ro                     read-only mount\n"
 	 "      allow_other            let other users use the mount\n"
 	 "      durability=local|remote  what fsync waits for (default local)\n"
 	 "      cache_size=SIZE        local cache of store data (default 1G)\n"
-	 "      entry_timeout=SECS     kernel name cache (default 10)\n"
-	 "      attr_timeout=SECS      kernel attribute cache (default 10)\n"
+	 "      entry_timeout=SECS     kernel name cache (default 10; 1 --follow)\n"
+	 "      attr_timeout=SECS      kernel attribute cache (default 10; 1 --follow)\n"
 	 "      nosuid,nodev,noexec,noatime,...  passed to the kernel\n"
 	 "      defaults,noauto,user,nofail,_netdev,x-*  ignored (fstab)\n"
 	 "\n"
@@ -532,6 +575,27 @@ static const char *volume_dir(const char *cwd, char *buf, size_t size)
 	return buf;
 }
 
+/* The store a follower directory follows (its follow.conf, written by
+ * volume_open_follower: "store = URL" line).  -1 when dir is no follower. */
+static int follower_store(const char *dir, char *out, size_t size)
+{
+	char path[PATH_MAX + 16], line[1200];
+	FILE *f;
+	int found = -1;
+	snprintf(path, sizeof path, "%s/follow.conf", dir);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	while (found && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (strncmp(line, "store = ", 8) == 0 && strlen(line + 8) < size) {
+			snprintf(out, size, "%s", line + 8);
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 /* A CLI_VOLUME command: in the mount daemon if it serves the volume, else
  * on a volume opened here. */
 static int run_volume_command(cli_ctx *c, const cli_command *cmd, int argc, char **argv)
@@ -542,6 +606,13 @@ static int run_volume_command(cli_ctx *c, const cli_command *cmd, int argc, char
 	if (cli_ctl_try(c, argc, argv, &status) != 0)
 		return status;
 	rc = volume_open(c->volume_dir, NULL, &c->vol);
+	if (rc == CAIRN_E_NOTFOUND) {
+		/* A follower's directory (cairn mount --follow) not mounted:
+		 * open the follower, read-only. */
+		char store[1100];
+		if (follower_store(c->volume_dir, store, sizeof store) == 0)
+			rc = volume_open_follower(c->volume_dir, store, NULL, &c->vol);
+	}
 	if (rc) {
 		const char *hint = rc == CAIRN_E_NOTFOUND ? "; create one with 'cairn format'" : "";
 		fprintf(c->err, "cairn: %s: %s%s\n", c->cmd, cairn_errmsg(), hint);

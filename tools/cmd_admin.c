@@ -1,7 +1,8 @@
 /*
- * cmd_admin.c - operations on a volume: status, fsck, gc (table
- * cli_admin_commands).  All CLI_VOLUME: run in the mount daemon when the
- * volume is mounted (cli_ctl.c).
+ * cmd_admin.c - operations on a volume: status, fsck, gc, recover (table
+ * cli_admin_commands).  All but recover are CLI_VOLUME: run in the mount
+ * daemon when the volume is mounted (cli_ctl.c); recover builds a volume
+ * directory from a store (docs/log-shipping.md) in this process.
  *
  * status reports the settings chosen at format time (volume.conf, a text
  * file of "key = value" lines, docs/volume.md), what the namespace holds
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -34,7 +36,12 @@ static int conf_read(const char *dir, struct conf *cf)
 
 	memset(cf, 0, sizeof *cf);
 	snprintf(path, sizeof path, "%s/volume.conf", dir);
-	if (!(f = fopen(path, "r")))
+	if (!(f = fopen(path, "r"))) {
+		/* a follower's directory (docs/log-shipping.md) */
+		snprintf(path, sizeof path, "%s/follow.conf", dir);
+		f = fopen(path, "r");
+	}
+	if (!f)
 		return cairn_errf(cairn_rc_from_errno(errno), "open %s: %s", path, strerror(errno));
 	while (fgets(line, sizeof line, f)) {
 		char *eq = strstr(line, " = ");
@@ -148,17 +155,41 @@ static int cmd_status(cli_ctx *c, int argc, char **argv)
 		cli_json_ku64(&j, "pending_upload_bytes", vs.unuploaded_bytes);
 		cli_json_ku64(&j, "pending_upload_segments", vs.upload_queue);
 		cli_json_ku64(&j, "upload_failures", vs.upload_failures);
+		cli_json_kbool(&j, "follower", vs.follower);
+		cli_json_ku64(&j, "last_lsn", vs.last_lsn);
+		if (vs.follower) {
+			cli_json_ku64(&j, "follow_applied_objects", vs.follow_applied_objects);
+			cli_json_ku64(&j, "follow_resyncs", vs.follow_resyncs);
+			cli_json_ku64(&j, "follow_lag_ms", vs.follow_lag_ms);
+		} else {
+			cli_json_ku64(&j, "shipped_lsn", vs.shipped_lsn);
+			cli_json_ku64(&j, "unshipped_records", vs.last_lsn > vs.shipped_lsn ?
+				      vs.last_lsn - vs.shipped_lsn : 0);
+			cli_json_ku64(&j, "ship_objects", vs.ship_objects);
+			cli_json_ku64(&j, "ship_bytes", vs.ship_bytes);
+			cli_json_ku64(&j, "ship_failures", vs.ship_failures);
+			cli_json_ku64(&j, "images", vs.images);
+			cli_json_ku64(&j, "lease_epoch", vs.lease_epoch);
+			cli_json_kbool(&j, "fenced", vs.fenced);
+		}
+		cli_json_ku64(&j, "image_lsn", vs.image_lsn);
 		cli_json_obj_end(&j);
 		return 0;
 	}
 	fprintf(c->out, "volume:          %s\n", c->volume_dir);
 	fprintf(c->out, "uuid:            %s\n", uuid);
 	fprintf(c->out, "store:           %s\n", cf.store);
-	if (cf.zstd_level < 0)
+	if (vs.follower)
+		fprintf(c->out, "role:            read-only follower (docs/log-shipping.md)\n");
+	if (vs.follower || !cf.segment_size)
+		{ /* a follower's format settings are the writer's */ }
+	else if (cf.zstd_level < 0)
 		fprintf(c->out, "compression:     none\n");
 	else
 		fprintf(c->out, "compression:     zstd level %ld\n", cf.zstd_level);
-	fprintf(c->out, "segment size:    %s\n", cli_fmt_bytes(cf.segment_size, b[0], sizeof b[0]));
+	if (cf.segment_size)
+		fprintf(c->out, "segment size:    %s\n",
+			cli_fmt_bytes(cf.segment_size, b[0], sizeof b[0]));
 	fprintf(c->out, "mounted:         %s\n", c->mountpoint ? c->mountpoint : "no");
 	fprintf(c->out, "inodes:          %llu\n", (unsigned long long)sf.inodes);
 	fprintf(c->out, "logical bytes:   %s (%llu, snapshots included)\n",
@@ -178,6 +209,28 @@ static int cmd_status(cli_ctx *c, int argc, char **argv)
 	fprintf(c->out, "pending uploads: %s in %llu segments (%llu upload failures so far)\n",
 		cli_fmt_bytes(vs.unuploaded_bytes, b[7], sizeof b[7]),
 		(unsigned long long)vs.upload_queue, (unsigned long long)vs.upload_failures);
+	if (vs.follower) {
+		fprintf(c->out, "following:       applied LSN %llu, %llu log objects, %llu "
+			"re-syncs, lag %llu ms\n", (unsigned long long)vs.last_lsn,
+			(unsigned long long)vs.follow_applied_objects,
+			(unsigned long long)vs.follow_resyncs, (unsigned long long)vs.follow_lag_ms);
+	} else if (vs.lease_epoch || vs.shipped_lsn || vs.ship_objects) {
+		fprintf(c->out, "log shipping:    shipped LSN %llu of %llu (%llu unshipped), %llu "
+			"objects (%s), %llu failures%s\n", (unsigned long long)vs.shipped_lsn,
+			(unsigned long long)vs.last_lsn,
+			(unsigned long long)(vs.last_lsn > vs.shipped_lsn ?
+					     vs.last_lsn - vs.shipped_lsn : 0),
+			(unsigned long long)vs.ship_objects,
+			cli_fmt_bytes(vs.ship_bytes, b[0], sizeof b[0]),
+			(unsigned long long)vs.ship_failures,
+			vs.fenced ? "; FENCED: another writer took the volume" : "");
+		fprintf(c->out, "metadata image:  %llu uploaded, newest at LSN %llu; lease "
+			"epoch %llu\n", (unsigned long long)vs.images,
+			(unsigned long long)vs.image_lsn, (unsigned long long)vs.lease_epoch);
+	} else {
+		fprintf(c->out, "log shipping:    off (the store alone cannot rebuild this "
+			"volume)\n");
+	}
 	return 0;
 }
 
@@ -333,6 +386,112 @@ static int cmd_gc(cli_ctx *c, int argc, char **argv)
 	return 0;
 }
 
+/* ---- recover ---- */
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Not CLI_VOLUME: it builds a volume directory that does not exist yet. */
+static int cmd_recover(cli_ctx *c, int argc, char **argv)
+{
+	enum { O_STORE = 1, O_UUID, O_FORCE };
+	static const cli_opt opts[] = {
+		{"store", 0, 1, O_STORE}, {"uuid", 0, 1, O_UUID}, {"force", 0, 0, O_FORCE},
+		{NULL, 0, 0, 0},
+	};
+	cairn_recover_opts ro;
+	cairn_recover_result r;
+	char dir[4200], tb[40];
+	int opt, n, rc, status = 0;
+	cli_args a;
+	char **ops;
+
+	memset(&ro, 0, sizeof ro);
+	cli_args_init(&a, argc, argv);
+	while (!status && (opt = cli_getopt(c, &a, opts)) != 0) {
+		switch (opt) {
+		case O_STORE: ro.store_url = a.arg; break;
+		case O_UUID: ro.uuid = a.arg; break;
+		case O_FORCE: ro.force = 1; break;
+		default: status = CLI_EXIT_USAGE;
+		}
+	}
+	ops = cli_operands(&a, &n);
+	if (!status && n > 1)
+		status = cli_usage(c, "unexpected argument '%s'", ops[1]);
+	if (!status && n == 1 && cli_local_path(c, ops[0], dir, sizeof dir))
+		status = cli_usage(c, "directory path too long");
+	if (!status && n == 0)
+		snprintf(dir, sizeof dir, "%s", c->volume_dir);
+	if (!status && !ro.store_url) {
+		struct conf cf;
+		char path[4300];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/volume.conf", dir);
+		if (stat(path, &st) == 0 && conf_read(dir, &cf) == 0)
+			status = cli_usage(c, "%s holds volume %s already; to rebuild it from its "
+					   "store, move it away and run 'cairn recover --store %s "
+					   "%s'", dir, cf.uuid, cf.store, dir);
+		else
+			status = cli_usage(c, "missing --store URL (the store holding the volume)");
+	}
+	cli_args_free(&a);
+	if (status)
+		return status;
+	double t0 = mono_s();
+	rc = volume_recover_store(dir, &ro, &r);
+	double secs = mono_s() - t0;
+	if (rc) {
+		const char *hint = NULL;
+		if (rc == CAIRN_E_BUSY)
+			hint = "stop the writer, or pass --force to take the volume over";
+		else if (rc == CAIRN_E_EXISTS)
+			hint = "recover into a new directory";
+		return cli_fail(c, rc, hint, "recover into %s", dir);
+	}
+	if (c->json) {
+		cli_json j;
+		cli_json_init(&j, c->out);
+		cli_json_obj_begin(&j);
+		cli_json_kstr(&j, "volume", dir);
+		cli_json_kstr(&j, "uuid", r.uuid);
+		cli_json_kstr(&j, "store", ro.store_url);
+		cli_json_ku64(&j, "lsn", r.lsn);
+		cli_json_kstr(&j, "committed", r.time_ns ? cli_fmt_time(r.time_ns, tb, sizeof tb)
+			      : "");
+		cli_json_ku64(&j, "image_lsn", r.image_lsn);
+		cli_json_ku64(&j, "log_objects", r.log_objects);
+		cli_json_ku64(&j, "records", r.records);
+		cli_json_ku64(&j, "epoch", r.epoch);
+		cli_json_kf64(&j, "seconds", secs);
+		cli_json_ku64(&j, "fsck_problems", r.fsck_problems);
+		cli_json_kbool(&j, "fsck_clean", r.fsck_problems == 0);
+		cli_json_obj_end(&j);
+	} else if (c->verbose >= 0) {
+		char fb[64];
+		if (r.fsck_problems)
+			snprintf(fb, sizeof fb, "fsck found %llu problems (run 'cairn fsck')",
+				 (unsigned long long)r.fsck_problems);
+		else
+			snprintf(fb, sizeof fb, "fsck clean");
+		fprintf(c->out, "recovered volume %s to LSN %llu (committed %s) from image at "
+			"LSN %llu + %llu log objects in %.1fs; %s\n", r.uuid,
+			(unsigned long long)r.lsn,
+			r.time_ns ? cli_fmt_time(r.time_ns, tb, sizeof tb) : "at an unknown time",
+			(unsigned long long)r.image_lsn, (unsigned long long)r.log_objects, secs, fb);
+	}
+	if (r.fsck_problems) {
+		fprintf(c->err, "cairn: recover: the rebuilt volume %s has %llu fsck problems\n",
+			dir, (unsigned long long)r.fsck_problems);
+		return CLI_EXIT_FAIL;
+	}
+	return 0;
+}
+
 const cli_command cli_admin_commands[] = {
 	{"status", "show the volume's settings, space and uploads",
 	 "usage: cairn status\n"
@@ -368,5 +527,24 @@ const cli_command cli_admin_commands[] = {
 	 "                     1h; 0: at once; default 1h)\n"
 	 "  --no-compact       do not rewrite partly dead segments\n",
 	 CLI_VOLUME, cmd_gc},
+	{"recover", "rebuild a volume from its store alone",
+	 "usage: cairn recover --store URL [--uuid UUID] [--force] [DIR]\n"
+	 "\n"
+	 "Rebuild a volume in DIR (default: --volume) from what its writer\n"
+	 "shipped to the store (docs/log-shipping.md): the newest metadata\n"
+	 "image, then every later log object in order, then fsck.  DIR must not\n"
+	 "hold a volume.  The rebuilt volume keeps its uuid and store, takes an\n"
+	 "epoch above every writer's before it, and opens as a writer (mount it,\n"
+	 "or use any command).  A log object that fails its checks, or a missing\n"
+	 "one (a gap), stops recovery with an error naming it: never a silently\n"
+	 "shorter namespace.\n"
+	 "\n"
+	 "  --store URL  the store (file:///dir or s3://bucket[/prefix])\n"
+	 "  --uuid UUID  which volume, when the store holds several\n"
+	 "  --force      recover although a writer's lease is fresh (that writer\n"
+	 "               is fenced: what it commits from then on is lost)\n"
+	 "\n"
+	 "Exit status 1 also when the rebuilt volume has fsck problems.\n",
+	 0, cmd_recover},
 	{0},
 };

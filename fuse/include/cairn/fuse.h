@@ -53,6 +53,12 @@ typedef struct cairn_mount_opts {
 				     <volume_dir>/mount.log */
 	char fuse_opts[512];      /* extra comma-separated mount options
 				     (nosuid, nodev, noexec, ...) */
+	const char *follow_store; /* non-NULL: a read-only follower of the
+				     volume in this store (docs/log-shipping.md);
+				     volume_dir is the follower's own
+				     directory; timeouts default to 1 s */
+	char follow_url[1024];    /* -o follow=URL keeps the URL here (and
+				     points follow_store at it) */
 	/* Hooks of the serving process (the CLI's control socket): on_open
 	 * runs once the volume is open and the kernel mount is live (an error
 	 * ends the mount with it); on_close runs before the volume is
