@@ -407,6 +407,7 @@ import bench_large  # noqa: E402
 import bench_fuse  # noqa: E402
 import bench_ckpt  # noqa: E402
 import bench_gc  # noqa: E402
+import bench_ship  # noqa: E402
 
 
 @benchmark("s3", bench_s3.DESC, targets=["bench_s3"])
@@ -437,6 +438,11 @@ def _bench_ckpt(ctx):
 @benchmark("gc", bench_gc.DESC, targets=bench_gc.TARGETS)
 def _bench_gc(ctx):
     return bench_gc.run(ctx, Row, BenchError)
+
+
+@benchmark("ship", bench_ship.DESC, targets=bench_ship.TARGETS)
+def _bench_ship(ctx):
+    return bench_ship.run(ctx, Row, BenchError)
 
 
 def fmt(v, nd=1):
