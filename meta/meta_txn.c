@@ -369,9 +369,14 @@ restart:
 		le64(b, lsn);
 		MDB_val kv = { 8, "last_lsn" }, vv = { 8, b };
 		err = mdb_put(t.txn, m->dbi[MT_LOCAL], &kv, &vv, 0);
-		if (!err)
+		if (!err) {
 			rc = mw_trim_some(m, t.txn, lsn, 64);
-		else
+			/* Deleting log records can need pages too (a full
+			 * map during a trim): grow the map and redo the batch
+			 * like any other full map, do not fail the commits. */
+			if (rc == CAIRN_E_NOSPC)
+				t.map_full = t.lmdb_err = 1;
+		} else
 			rc = mt_lmdb_fail(&t, err, "put", MT_LOCAL);
 		if (rc && t.map_full) {
 			mdb_txn_abort(t.txn);

@@ -431,6 +431,7 @@ int vol_cap_wait(cairn_volume *vol)
 	int rc = 0;
 
 	int kicked = 0;
+	uint64_t last_q = UINT64_MAX;
 
 	pthread_mutex_lock(&vol->up_mu);
 	for (;;) {
@@ -438,6 +439,11 @@ int vol_cap_wait(cairn_volume *vol)
 		uint64_t sp = __atomic_load_n(&vol->sp_bytes, __ATOMIC_RELAXED);
 		if (vol->q_bytes + cur + sp < vol->o.upload_cap)
 			break;
+		/* The wait is for a store that makes no progress: every
+		 * finished upload starts it again. */
+		if (vol->q_bytes < last_q)
+			t0 = vol_now_ms();
+		last_q = vol->q_bytes;
 		if (!kicked) {
 			/* A writer is blocked: cut the uploader's backoff short
 			 * (once per wait), the store may be back. */
@@ -491,12 +497,18 @@ int vol_wait_uploaded(cairn_volume *vol, uint64_t seg)
 		for (size_t i = 0; i < vol->nq; i++)
 			if (vol->q[i].id > seg)
 				seg = vol->q[i].id;
+	size_t last_nq = vol->nq;
 	for (;;) {
 		size_t i;
 		for (i = 0; i < vol->nq && vol->q[i].id > seg; i++)
 			;
 		if (i == vol->nq)
 			break;
+		/* Give up only when no upload finished for upload_wait_ms: a
+		 * large checkpoint on a slow store takes longer in all. */
+		if (vol->nq < last_nq)
+			t0 = vol_now_ms();
+		last_nq = vol->nq;
 		int64_t waited = vol_now_ms() - t0;
 		if (waited >= vol->o.upload_wait_ms) {
 			rc = cairn_errf(CAIRN_E_IO,

@@ -75,7 +75,9 @@ typedef struct cairn_volume_opts {
 	unsigned commit_interval_ms; /* commit closed files' data; default 1000 */
 	uint64_t upload_cap;    /* bytes not yet uploaded; default 1 GiB (at
 				   least 2 segments) */
-	unsigned upload_wait_ms; /* writers wait this long at the cap; 30000 */
+	unsigned upload_wait_ms; /* writers at the cap, and syncs waiting for
+				    uploads, give up after this long without
+				    an upload finishing; 30000 */
 	uint64_t cache_size;    /* local cache of segment windows; 1 GiB */
 	uint64_t local_keep;    /* uploaded segments' local copies kept; 1 GiB */
 	uint64_t read_window;   /* bytes fetched around a missed chunk; 4 MiB */
