@@ -12,10 +12,12 @@
  *   - a follower reopened from its directory goes on where it left off;
  *   - a stale follower reading a segment the writer's gc deleted (grace 0)
  *     gets CAIRN_E_IO naming it, catches up, and then reads the file.
+ * On file://, and on s3rver with argument "s3" (follow_basic_s3).
  */
 #include <pthread.h>
 
 #include "recover_t.h"
+#include "t_store.h"
 
 #define BOUND_MS 60000
 #define CK_FILES 6
@@ -159,9 +161,10 @@ static void rofs_checks(cairn_volume *f, const rt_model *m)
 	CHECK(rt_check_tree(f, CAIRN_ROOT_INO, m, "after ROFS") == 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char tmp[600], vol[700], fdir[700], url[800];
+	t_store ts;
 	cairn_format_opts fo = { 0 };
 	cairn_volume_opts vo, fopt;
 	cairn_volume *v, *f;
@@ -172,7 +175,8 @@ int main(void)
 	snprintf(tmp, sizeof tmp, "%s", t_tmpdir("follow_basic"));
 	snprintf(vol, sizeof vol, "%s/vol", tmp);
 	snprintf(fdir, sizeof fdir, "%s/follower", tmp);
-	snprintf(url, sizeof url, "file://%s/store", tmp);
+	if (!t_store_s3(&ts, argc, argv, "follow", url, sizeof url))
+		snprintf(url, sizeof url, "file://%s/store", tmp);
 	fo.store_url = url;
 	REQUIRE_OK(volume_format(vol, &fo));
 	memset(&vo, 0, sizeof vo);
@@ -358,10 +362,12 @@ int main(void)
 	vo.ship_retention_ms = -1;     /* older log and images deleted at once */
 	REQUIRE_OK(volume_open(vol, &vo, &v));
 	{
-		char uuid[37], obj[1200];
-		struct stat sst;
+		char uuid[37], obj[200];
+		cairn_objstore *os;
+		cairn_obj_info oi;
 		volume_uuid(v, uuid);
-		snprintf(obj, sizeof obj, "%s/store/o/v/%s/meta/wal/%016llx", tmp, uuid,
+		REQUIRE_OK(objstore_open(url, NULL, &os));
+		snprintf(obj, sizeof obj, "v/%s/meta/wal/%016llx", uuid,
 			 (unsigned long long)fst.last_lsn + 1);
 		int64_t t0 = now_ms();
 		for (int i = 0; now_ms() - t0 < BOUND_MS; i++) {
@@ -370,11 +376,14 @@ int main(void)
 			rt_set(&m, path, 100 + (uint64_t)i, (uint64_t)i);
 			REQUIRE_OK(volume_sync(v));
 			REQUIRE_OK(volume_ship_flush(v));
-			if (stat(obj, &sst) != 0 && i >= 2)
+			int hrc = objstore_head(os, obj, &oi);
+			REQUIRE(hrc == 0 || hrc == CAIRN_E_NOTFOUND);
+			if (hrc == CAIRN_E_NOTFOUND && i >= 2)
 				break;
 			sleep_ms(100);
 		}
-		CHECK(stat(obj, &sst) != 0);
+		CHECK_RC(objstore_head(os, obj, &oi), CAIRN_E_NOTFOUND);
+		objstore_close(os);
 	}
 	fopt.follow_poll_ms = 50;
 	REQUIRE_OK(volume_open_follower(fdir, url, &fopt, &f));
@@ -388,6 +397,7 @@ int main(void)
 	REQUIRE_OK(volume_close(f));
 	REQUIRE_OK(volume_close(v));
 	rt_free(&m);
+	t_store_stop(&ts);
 	if (!getenv("CAIRN_TEST_KEEP"))
 		t_rmtree(tmp);
 	return t_done();

@@ -11,50 +11,44 @@
  *   - two volumes in one store and no uuid: CAIRN_E_INVAL; with the uuid
  *     the right one is rebuilt;
  *   - a target that holds a volume: CAIRN_E_EXISTS.
- * Each case works on a copy (cp -a) of one file:// store.
+ * Each case works on a copy of one store, changed through the objstore
+ * API (delete, get + change + put): on file://, and on s3rver with
+ * argument "s3" (recover_bad_s3).
  */
-#include <dirent.h>
-#include <fcntl.h>
-
 #include "recover_t.h"
+#include "t_store.h"
 
 static char tmp[600];
-
-static void sh(const char *fmt, const char *a, const char *b)
-{
-	char cmd[2000];
-	snprintf(cmd, sizeof cmd, fmt, a, b);
-	REQUIRE(system(cmd) == 0);
-}
+static t_store ts;
+static cairn_objstore *os;   /* the original store */
 
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Names in dir, sorted (at most 64). */
-static size_t names(const char *dir, char *out[64])
+/* Names of the objects under prefix (the part after it), sorted (at
+ * most 64). */
+static size_t names(const char *prefix, char *out[64])
 {
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	size_t n = 0;
-	REQUIRE(d != NULL);
-	while ((de = readdir(d)) && n < 64)
-		if (de->d_name[0] != '.')
-			out[n++] = strdup(de->d_name);
-	closedir(d);
+	size_t nk, n = 0;
+	char **k = t_store_keys(os, prefix, &nk);
+	for (size_t i = 0; i < nk && n < 64; i++) {
+		REQUIRE(strncmp(k[i], prefix, strlen(prefix)) == 0);
+		out[n++] = strdup(k[i] + strlen(prefix));
+	}
+	t_store_keys_free(k, nk);
 	qsort(out, n, sizeof *out, cmp_str);
 	return n;
 }
 
-/* A copy of the store under tmp/<name>; its URL in url. */
-static void store_copy(const char *name, char *url, size_t size)
+/* A copy of the store (a new prefix, or tmp/<name> on file://); its URL
+ * in url, opened in *out. */
+static void store_copy(const char *name, char *url, size_t size, cairn_objstore **out)
 {
-	char src[700], dst[700];
-	snprintf(src, sizeof src, "%s/store", tmp);
-	snprintf(dst, sizeof dst, "%s/%s", tmp, name);
-	sh("cp -a '%s' '%s'", src, dst);
-	snprintf(url, size, "file://%s", dst);
+	t_store_new_url(&ts, tmp, name, url, size);
+	t_store_copy(os, url);
+	REQUIRE_OK(objstore_open(url, NULL, out));
 }
 
 static int try_recover(const char *store_url, const char *uuid, const char *into)
@@ -74,32 +68,20 @@ static int try_recover(const char *store_url, const char *uuid, const char *into
 	return rc;
 }
 
-static void flip(const char *path, long at)
-{
-	int fd = open(path, O_RDWR);
-	uint8_t b;
-	REQUIRE(fd >= 0);
-	off_t end = lseek(fd, 0, SEEK_END);
-	REQUIRE(end > 0);
-	off_t off = at < 0 ? end + at : at;
-	REQUIRE(pread(fd, &b, 1, off) == 1);
-	b ^= 0x5a;
-	REQUIRE(pwrite(fd, &b, 1, off) == 1);
-	close(fd);
-}
-
-int main(void)
+int main(int argc, char **argv)
 {
 	cairn_format_opts fo = { 0 };
 	cairn_volume_opts vo;
 	cairn_volume *v;
-	char vol[700], url[800], curl[800], uuid[37], uuid2[37], wal[900], img[900];
+	cairn_objstore *cs;
+	char vol[700], url[800], curl[800], uuid[37], uuid2[37], wal[200], img[200];
 	char *w[64], *im[64];
 	rt_model m = { 0 };
 
 	snprintf(tmp, sizeof tmp, "%s", t_tmpdir("recover_bad"));
 	snprintf(vol, sizeof vol, "%s/vol", tmp);
-	snprintf(url, sizeof url, "file://%s/store", tmp);
+	if (!t_store_s3(&ts, argc, argv, "recover_bad", url, sizeof url))
+		snprintf(url, sizeof url, "file://%s/store", tmp);
 	fo.store_url = url;
 	REQUIRE_OK(volume_format(vol, &fo));
 	memset(&vo, 0, sizeof vo);
@@ -132,8 +114,9 @@ int main(void)
 	}
 	REQUIRE_OK(volume_close(v));
 
-	snprintf(wal, sizeof wal, "%s/store/o/v/%s/meta/wal", tmp, uuid);
-	snprintf(img, sizeof img, "%s/store/o/v/%s/meta/image", tmp, uuid);
+	REQUIRE_OK(objstore_open(url, NULL, &os));
+	snprintf(wal, sizeof wal, "v/%s/meta/wal/", uuid);
+	snprintf(img, sizeof img, "v/%s/meta/image/", uuid);
 	size_t nw = names(wal, w), ni = names(img, im);
 	printf("%zu log objects, %zu image files\n", nw, ni);
 	REQUIRE(nw >= 4);
@@ -144,10 +127,11 @@ int main(void)
 
 	/* a gap: the second object after the image is gone */
 	{
-		char path[1200], key[200];
-		store_copy("s_gap", curl, sizeof curl);
-		snprintf(path, sizeof path, "%s/s_gap/o/v/%s/meta/wal/%s", tmp, uuid, w[2]);
-		REQUIRE(unlink(path) == 0);
+		char path[300], key[200];
+		store_copy("s_gap", curl, sizeof curl, &cs);
+		snprintf(path, sizeof path, "%s%s", wal, w[2]);
+		REQUIRE_OK(objstore_delete(cs, path));
+		objstore_close(cs);
 		CHECK_RC(try_recover(curl, NULL, "gap"), CAIRN_E_CORRUPT);
 		snprintf(key, sizeof key, "meta/wal/%s", w[2]);
 		CHECK_MSG(key);
@@ -159,25 +143,27 @@ int main(void)
 	}
 	/* a flipped byte in a log object */
 	{
-		char path[1200], key[200];
-		store_copy("s_flip", curl, sizeof curl);
-		snprintf(path, sizeof path, "%s/s_flip/o/v/%s/meta/wal/%s", tmp, uuid, w[nw - 2]);
-		flip(path, -7);
+		char path[300], key[200];
+		store_copy("s_flip", curl, sizeof curl, &cs);
+		snprintf(path, sizeof path, "%s%s", wal, w[nw - 2]);
+		t_store_flip(cs, path, -7);
+		objstore_close(cs);
 		CHECK_RC(try_recover(curl, NULL, "flip"), CAIRN_E_CORRUPT);
 		snprintf(key, sizeof key, "meta/wal/%s", w[nw - 2]);
 		CHECK_MSG(key);
 	}
 	/* a flipped byte in the image (the only one) */
 	{
-		char path[1200];
+		char path[300];
 		const char *mdb = NULL;
 		for (size_t i = 0; i < ni; i++)
 			if (strstr(im[i], ".mdb"))
 				mdb = im[i];
 		REQUIRE(mdb != NULL);
-		store_copy("s_img", curl, sizeof curl);
-		snprintf(path, sizeof path, "%s/s_img/o/v/%s/meta/image/%s", tmp, uuid, mdb);
-		flip(path, 100);
+		store_copy("s_img", curl, sizeof curl, &cs);
+		snprintf(path, sizeof path, "%s%s", img, mdb);
+		t_store_flip(cs, path, 100);
+		objstore_close(cs);
 		int rc = try_recover(curl, NULL, "img");
 		/* with an older image still there, that one may serve, as long as
 		 * the log after it is complete; the newest one must never */
@@ -186,7 +172,7 @@ int main(void)
 	}
 	/* a manifest that does not parse, and one of an unknown version */
 	{
-		char path[1200];
+		char path[300];
 		const char *man = NULL;
 		for (size_t i = 0; i < ni; i++)
 			if (!strstr(im[i], ".mdb"))
@@ -202,12 +188,10 @@ int main(void)
 		for (int k = 0; k < 4; k++) {
 			char name[32];
 			snprintf(name, sizeof name, "s_man%d", k);
-			store_copy(name, curl, sizeof curl);
-			snprintf(path, sizeof path, "%s/%s/o/v/%s/meta/image/%s", tmp, name, uuid, man);
-			FILE *mf = fopen(path, "w");
-			REQUIRE(mf != NULL);
-			fputs(texts[k], mf);
-			fclose(mf);
+			store_copy(name, curl, sizeof curl, &cs);
+			snprintf(path, sizeof path, "%s%s", img, man);
+			REQUIRE_OK(objstore_put_buf(cs, path, texts[k], strlen(texts[k])));
+			objstore_close(cs);
 			snprintf(name, sizeof name, "man%d", k);
 			if (ni == 2)
 				CHECK_RC(try_recover(curl, NULL, name), want[k]);
@@ -215,19 +199,19 @@ int main(void)
 	}
 	/* no image */
 	{
-		char path[1200];
-		store_copy("s_noimg", curl, sizeof curl);
-		snprintf(path, sizeof path, "%s/s_noimg/o/v/%s/meta/image", tmp, uuid);
-		sh("rm -rf '%s'%s", path, "");
+		store_copy("s_noimg", curl, sizeof curl, &cs);
+		t_store_delete_all(cs, img);
+		objstore_close(cs);
 		CHECK_RC(try_recover(curl, NULL, "noimg"), CAIRN_E_NOTFOUND);
 		CHECK_MSG("image");
 	}
 	/* a store without meta/volume (a volume that never shipped) */
 	{
-		char path[1200];
-		store_copy("s_nometa", curl, sizeof curl);
-		snprintf(path, sizeof path, "%s/s_nometa/o/v/%s/meta/volume", tmp, uuid);
-		REQUIRE(unlink(path) == 0);
+		char path[300];
+		store_copy("s_nometa", curl, sizeof curl, &cs);
+		snprintf(path, sizeof path, "v/%s/meta/volume", uuid);
+		REQUIRE_OK(objstore_delete(cs, path));
+		objstore_close(cs);
 		CHECK_RC(try_recover(curl, NULL, "nometa"), CAIRN_E_NOTFOUND);
 		CHECK_MSG("meta/volume");
 	}
@@ -273,6 +257,8 @@ int main(void)
 	for (size_t i = 0; i < ni; i++)
 		free(im[i]);
 	rt_free(&m);
+	objstore_close(os);
+	t_store_stop(&ts);
 	if (!getenv("CAIRN_TEST_KEEP"))
 		t_rmtree(tmp);
 	return t_done();

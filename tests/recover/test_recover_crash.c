@@ -7,12 +7,17 @@
  * moment, rebuilds the volume from the store alone (force: the dead
  * writer's lease is still fresh) and checks that every snapshot reported
  * shipped is there, byte for byte, and that fsck is clean.  Rounds:
- * 3 x CAIRN_TEST_SCALE, each on a new volume and store.
+ * 3 x CAIRN_TEST_SCALE, each on a new volume and store: on file://, and
+ * with argument "s3" on s3rver (recover_crash_s3: 2 x CAIRN_TEST_SCALE
+ * rounds, each on a new prefix of one server).
  */
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "recover_t.h"
+#include "t_store.h"
+
+static t_store store;
 
 #define MAX_REPORTS 64
 
@@ -116,7 +121,7 @@ static void one_round(const char *tmp, int round, uint64_t *seed)
 	REQUIRE(mkdir(base, 0755) == 0);
 	snprintf(vol, sizeof vol, "%s/vol", base);
 	snprintf(rec, sizeof rec, "%s/rec", base);
-	snprintf(url, sizeof url, "file://%s/store", base);
+	t_store_new_url(&store, base, "store", url, sizeof url);
 	fo.store_url = url;
 	REQUIRE_OK(volume_format(vol, &fo));
 	REQUIRE(pipe(p) == 0);
@@ -195,14 +200,16 @@ static void one_round(const char *tmp, int round, uint64_t *seed)
 	REQUIRE_OK(volume_close(v));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	char tmp[600];
+	char tmp[600], url[800];
 	uint64_t seed = t_seed();
 	snprintf(tmp, sizeof tmp, "%s", t_tmpdir("recover_crash"));
-	int rounds = (int)t_scaled(3);
+	int s3 = t_store_s3(&store, argc, argv, "crash", url, sizeof url);
+	int rounds = (int)t_scaled(s3 ? 2 : 3);
 	for (int r = 0; r < rounds; r++)
 		one_round(tmp, r, &seed);
+	t_store_stop(&store);
 	if (!getenv("CAIRN_TEST_KEEP") && !t_failures_)
 		t_rmtree(tmp);
 	return t_done();

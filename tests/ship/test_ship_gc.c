@@ -4,8 +4,10 @@
  * is not deleted while the record of its death is not shipped (the
  * shipper's puts fail, by the fault wrapper), and is deleted once it is.
  * A replica from the store then names no deleted segment with chunks.
+ * On file://, and on s3rver with argument "s3" (ship_gc_s3).
  */
 #include "ship_t.h"
+#include "t_store.h"
 
 static uint64_t count(cairn_objstore *os, const char *prefix)
 {
@@ -16,10 +18,12 @@ static uint64_t count(cairn_objstore *os, const char *prefix)
 	return n;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *base = t_tmpdir("ship_gc");
-	char dir[600], work[600], uuid[37], segp[128], url[700];
+	char dir[600], work[600], uuid[37], segp[128], url[1024];
+	t_store ts;
+	int s3 = t_store_s3(&ts, argc, argv, "gc", url, sizeof url);
 	cairn_volume_opts o;
 	cairn_volume *v;
 	cairn_volume_stats st;
@@ -33,8 +37,9 @@ int main(void)
 
 	snprintf(dir, sizeof dir, "%s/vol", base);
 	snprintf(work, sizeof work, "%s/replica", base);
-	sh_format(dir, NULL);
-	snprintf(url, sizeof url, "file://%s/store", dir);
+	sh_format(dir, s3 ? url : NULL);
+	if (!s3)
+		snprintf(url, sizeof url, "file://%s/store", dir);
 	REQUIRE_OK(objstore_open(url, NULL, &os));
 	REQUIRE_OK(objstore_fault_wrap(os, &fs));
 	sh_opts(&o);
@@ -108,6 +113,7 @@ int main(void)
 
 	objstore_close(fs);
 	objstore_close(os);
+	t_store_stop(&ts);
 	if (!t_failures_)
 		t_rmtree(base);
 	return t_done();

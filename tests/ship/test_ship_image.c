@@ -4,11 +4,12 @@
  * short ship_retention_ms the log objects and images older than the newest
  * image are trimmed, never the newest image nor a log object after it; the
  * newest image and the log after it rebuild a replica with the writer's
- * digest.
+ * digest.  On file://, and on s3rver with argument "s3" (ship_image_s3).
  */
 #include <time.h>
 
 #include "ship_t.h"
+#include "t_store.h"
 
 static void sleep_ms(int ms)
 {
@@ -16,9 +17,12 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *base = t_tmpdir("ship_image");
+	char url[1024];
+	t_store ts;
+	int s3 = t_store_s3(&ts, argc, argv, "image", url, sizeof url);
 	char dir[600], work[600], uuid[37], pfx[128];
 	cairn_volume_opts o;
 	cairn_volume *v;
@@ -31,8 +35,11 @@ int main(void)
 
 	snprintf(dir, sizeof dir, "%s/vol", base);
 	snprintf(work, sizeof work, "%s/replica", base);
-	sh_format(dir, NULL);
-	sh_store_open(dir, &os);
+	sh_format(dir, s3 ? url : NULL);
+	if (s3)
+		REQUIRE_OK(objstore_open(url, NULL, &os));
+	else
+		sh_store_open(dir, &os);
 	sh_opts(&o);
 	o.image_log_bytes = 2048;
 	o.ship_retention_ms = 1;
@@ -99,6 +106,7 @@ int main(void)
 	CHECK(memcmp(dw, dr, 32) == 0);
 
 	objstore_close(os);
+	t_store_stop(&ts);
 	if (!t_failures_)
 		t_rmtree(base);
 	return t_done();

@@ -7,9 +7,12 @@
  * volume_ship_flush and volume_sync_durable(REMOTE) (what a checkpoint
  * publish waits for) return CAIRN_E_FENCED, gc deletes nothing, and the
  * store's log after the fence is exactly the second writer's.  A stale
- * directory (the store's log went past it) cannot open.
+ * directory (the store's log went past it) cannot open.  On file://, and
+ * on s3rver with argument "s3" (ship_lease_s3: put-if-absent of the lease
+ * and of the log objects by S3's If-None-Match).
  */
 #include "ship_t.h"
+#include "t_store.h"
 
 /* A copy of src at dst whose volume.conf names another instance. */
 static void copy_volume(const char *src, const char *dst)
@@ -40,9 +43,12 @@ typedef struct epochs {
 	uint64_t bad, objs;
 } epochs;
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *base = t_tmpdir("ship_lease");
+	char url[1024];
+	t_store ts;
+	int s3 = t_store_s3(&ts, argc, argv, "lease", url, sizeof url);
 	char a_dir[600], b_dir[600], c_dir[600], work[600], uuid[37], pfx[128], want[64];
 	cairn_volume_opts o, ot;
 	cairn_volume *a, *b, *c;
@@ -55,8 +61,11 @@ int main(void)
 	snprintf(b_dir, sizeof b_dir, "%s/b", base);
 	snprintf(c_dir, sizeof c_dir, "%s/c", base);
 	snprintf(work, sizeof work, "%s/replica", base);
-	sh_format(a_dir, NULL);
-	sh_store_open(a_dir, &os);
+	sh_format(a_dir, s3 ? url : NULL);
+	if (s3)
+		REQUIRE_OK(objstore_open(url, NULL, &os));
+	else
+		sh_store_open(a_dir, &os);
 	sh_opts(&o);
 	o.lease_ttl_ms = 60000;   /* fresh for the whole test */
 
@@ -146,6 +155,7 @@ int main(void)
 	CHECK_MSG("stale");
 
 	objstore_close(os);
+	t_store_stop(&ts);
 	if (!t_failures_)
 		t_rmtree(base);
 	return t_done();
