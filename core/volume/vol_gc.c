@@ -970,7 +970,7 @@ static int gc_pass_run(gc_pass *p)
 	if ((rc = gsegs_load(p->vol, &p->segs)))
 		return rc;
 	p->res->segments_examined = p->segs.n;
-	if (p->o.compact_below > 0) {
+	if (p->o.compact_below > 0 && vol_ship_upload_ok(p->vol)) {
 		rc = compact(p);
 		if (rc == CAIRN_E_CANCELED)
 			return rc;

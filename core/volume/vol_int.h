@@ -279,6 +279,11 @@ void vol_ship_stats(cairn_volume *vol, cairn_volume_stats *out);
  * the death of seg is shipped (forgetting it when it is); kick the shipper
  * and wait for one round when lsn is not shipped yet. */
 int vol_ship_gc_ok(cairn_volume *vol);
+/* Whether segments may be uploaded: the lease of this run's epoch is held
+ * and the store's log checked (an epoch taken while the store did not
+ * answer may be another writer's, and so may every key under
+ * seg/<epoch>/; a stale directory's too); always without shipping. */
+int vol_ship_upload_ok(cairn_volume *vol);
 void vol_ship_died(cairn_volume *vol, const uint64_t *ids, size_t n, uint64_t lsn);
 int vol_ship_death_shipped(cairn_volume *vol, uint64_t seg, uint64_t *death_lsn);
 void vol_ship_forget(cairn_volume *vol, uint64_t seg);

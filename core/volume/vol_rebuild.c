@@ -710,11 +710,23 @@ typedef struct apply_ctx {
 	uint64_t records;
 	int64_t time_ns;
 	int rc;
+	uint64_t kfirst;        /* the LSN the object's key names */
+	int seen;
 } apply_ctx;
 
 static int apply_cb(uint64_t lsn, const void *rec, size_t len, void *arg)
 {
 	apply_ctx *a = arg;
+	if (!a->seen) {
+		/* an object under another object's name (its first record is
+		 * not the key's LSN) is not the log: never skip over it */
+		a->seen = 1;
+		if (lsn != a->kfirst) {
+			a->rc = cairn_errf(CAIRN_E_CORRUPT, "its first record is LSN %" PRIu64
+					   ", not the %" PRIu64 " its key names", lsn, a->kfirst);
+			return 1;
+		}
+	}
 	if (lsn <= a->applied)
 		return 0;  /* the object began before the image */
 	if (lsn != a->applied + 1) {
@@ -741,8 +753,12 @@ static int apply_cb(uint64_t lsn, const void *rec, size_t len, void *arg)
 int vol_shipped_apply(cairn_meta *m, const char *key, const uint8_t *buf, size_t len,
 		      uint64_t *applied, uint64_t *records, int64_t *time_ns)
 {
-	apply_ctx a = { m, *applied, 0, 0, 0 };
+	apply_ctx a = { m, *applied, 0, 0, 0, 0, 0 };
 	meta_logobj_hdr h;
+	const char *name = strrchr(key, '/');
+	name = name ? name + 1 : key;
+	if (hex16(name, strlen(name), &a.kfirst))
+		return cairn_errf(CAIRN_E_CORRUPT, "log object %s: the key names no LSN", key);
 	int rc = meta_logobj_decode(buf, len, &h, apply_cb, &a);
 	if (!rc && a.rc)
 		rc = a.rc;

@@ -23,6 +23,9 @@
  *      wait for the shipper; volume_ship_flush does.
  *   5. gc deletes a dead segment's object only once its death is shipped
  *      (vol_ship_death_shipped) and only while the lease is held.
+ *   6. Segments are uploaded (and compacted) only while this run's lease
+ *      is held and the store's log checked (vol_ship_upload_ok): an epoch
+ *      taken without the store may be another writer's.
  *
  * States of the shipper (vship.mu):
  *
@@ -1645,10 +1648,11 @@ int vol_ship_claim(cairn_volume *vol, uint64_t conf_epoch, uint64_t *epoch)
 	if (rc) {
 		/* The store does not answer: open anyway; the lease is
 		 * claimed in the background, and until then nothing is
-		 * shipped and gc deletes nothing. */
+		 * shipped or uploaded (vol_ship_upload_ok) and gc deletes
+		 * nothing. */
 		CAIRN_WARN(VOL_MOD, "volume %s: cannot claim the writer's lease (%s); the "
 			   "volume opens, and the lease is retried in the background "
-			   "(until then nothing is shipped and gc deletes nothing)",
+			   "(until then nothing is shipped or uploaded and gc deletes nothing)",
 			   vol->dir, cairn_errmsg());
 		cairn_err_clear();
 		if (!s->epoch)
@@ -1805,6 +1809,29 @@ int volume_ship_flush(cairn_volume *vol)
 		return cairn_errf(CAIRN_E_FENCED, "volume %s: %s", vol->dir, s->last_err);
 	if ((rc = meta_wal_bounds(vol->meta, &first, &target)))
 		return rc;
+	/* Uploads wait for the lease (vol_ship_upload_ok): a round that
+	 * claims it first, when the store did not answer before. */
+	pthread_mutex_lock(&s->mu);
+	if (!(s->lease_held && s->checked) && s->thread) {
+		int64_t w0 = vol_now_ms();
+		uint64_t mine = ++s->req;
+		pthread_cond_signal(&s->cv);
+		while (s->served < mine && !s->fenced && !s->stale && !s->stop &&
+		       vol_now_ms() - w0 < vol->o.upload_wait_ms) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
+		}
+	}
+	dead = s->fenced || s->stale;
+	pthread_mutex_unlock(&s->mu);
+	if (dead)
+		return cairn_errf(CAIRN_E_FENCED, "volume %s: %s", vol->dir, s->last_err);
 	/* Records name chunks of the staging segment: their upload first. */
 	if ((rc = vol_wait_uploaded(vol, 0)))
 		return rc;
@@ -1868,6 +1895,17 @@ int vol_ship_flush_if_on(cairn_volume *vol)
 	return vol->ship ? volume_ship_flush(vol) : 0;
 }
 
+int vol_ship_upload_ok(cairn_volume *vol)
+{
+	struct vship *s = vol->ship;
+	if (!s)
+		return 1;
+	pthread_mutex_lock(&s->mu);
+	int ok = s->lease_held && s->checked && !s->stale;
+	pthread_mutex_unlock(&s->mu);
+	return ok;
+}
+
 /* ---- gc ---- */
 
 int vol_ship_gc_ok(cairn_volume *vol)
@@ -1893,8 +1931,10 @@ void vol_ship_died(cairn_volume *vol, const uint64_t *ids, size_t n, uint64_t ls
 			nc *= 2;
 		vdeath *nd = realloc(s->dead, nc * sizeof *nd);
 		if (!nd) {
-			/* untracked: they fall back to the last LSN now, which is
-			 * later than their death (still safe) */
+			/* untracked: they fall back to open_lsn, which is raised
+			 * to their death (later for the others: still safe) */
+			if (s->open_lsn < lsn)
+				s->open_lsn = lsn;
 			pthread_mutex_unlock(&s->mu);
 			CAIRN_WARN(VOL_MOD, "volume %s: out of memory tracking dead segments",
 				   vol->dir);

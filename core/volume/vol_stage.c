@@ -599,7 +599,7 @@ static void *uploader_main(void *arg)
 
 	pthread_mutex_lock(&vol->up_mu);
 	for (;;) {
-		if (vol->nq == 0 || vol->o.no_upload) {
+		if (vol->nq == 0 || vol->o.no_upload || !vol_ship_upload_ok(vol)) {
 			if (vol->stop)
 				break;
 			cond_wait_ms(&vol->up_cv, &vol->up_mu, 200);

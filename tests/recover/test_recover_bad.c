@@ -6,6 +6,9 @@
  *   - a log object deleted in the middle: CAIRN_E_CORRUPT naming the
  *     missing LSN and key (a gap, never a silently shorter namespace);
  *   - a flipped byte in a log object: CAIRN_E_CORRUPT naming the key;
+ *   - a log object under another object's name (its first LSN is not the
+ *     key's): CAIRN_E_CORRUPT naming the key (it used to be skipped over,
+ *     and at the end of the log fetched again and again forever);
  *   - a flipped byte in the only image: CAIRN_E_CORRUPT;
  *   - no image at all: CAIRN_E_NOTFOUND;
  *   - two volumes in one store and no uuid: CAIRN_E_INVAL; with the uuid
@@ -151,6 +154,26 @@ int main(int argc, char **argv)
 		CHECK_RC(try_recover(curl, NULL, "flip"), CAIRN_E_CORRUPT);
 		snprintf(key, sizeof key, "meta/wal/%s", w[nw - 2]);
 		CHECK_MSG(key);
+	}
+	/* a log object under another object's name (its first LSN is not
+	 * the key's): the last object copied to the key after its own.
+	 * Applying it would skip every record (all at or below the applied
+	 * LSN) and look for the same key again: it must be refused */
+	{
+		char path[300], key[200];
+		size_t len;
+		store_copy("s_misnamed", curl, sizeof curl, &cs);
+		snprintf(path, sizeof path, "%s%s", wal, w[nw - 1]);
+		uint8_t *obj = t_store_get(cs, path, &len);
+		snprintf(key, sizeof key, "%016llx",
+			 (unsigned long long)strtoull(w[nw - 1], NULL, 16) + 1);
+		snprintf(path, sizeof path, "%s%s", wal, key);
+		REQUIRE_OK(objstore_put_buf(cs, path, obj, len));
+		free(obj);
+		objstore_close(cs);
+		CHECK_RC(try_recover(curl, NULL, "misnamed"), CAIRN_E_CORRUPT);
+		CHECK_MSG(key);
+		CHECK_MSG("its key names");
 	}
 	/* a flipped byte in the image (the only one) */
 	{

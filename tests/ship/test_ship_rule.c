@@ -5,7 +5,10 @@
  * one and everything after it are not; once uploads resume (the next
  * open uploads the sealed segments), the whole log is shipped, and a
  * replica built from the store has no chunk in a segment that is not
- * UPLOADED in the replica, at every log object boundary.
+ * UPLOADED in the replica, at every log object boundary.  Last, a
+ * segment whose STAGING put was shipped in an earlier round than its
+ * chunks and whose upload ends only after the next staging segment got a
+ * chunk: no object ends between its chunks and its UPLOADED put.
  */
 #include <time.h>
 
@@ -203,6 +206,97 @@ int main(void)
 	sh_replica(os, uuid, work, 0, dr, &lr);
 	CHECK(lr == lw);
 	CHECK(memcmp(dw, dr, 32) == 0);
+
+	/* 4. A segment whose STAGING put was shipped in an earlier round
+	 * than its chunks, uploaded (UPLOADED put) only after a chunk of the
+	 * next staging segment was committed; the round after it stops at
+	 * that chunk (its segment is not uploaded).  The object must not end
+	 * between the first segment's chunks and its UPLOADED put, although
+	 * that segment is no longer in the not-uploaded set when the round
+	 * begins. */
+	{
+		cairn_objstore *fs;
+		cairn_obj_fault fault;
+		uint64_t sealed, uploaded, prev;
+
+		REQUIRE_OK(objstore_fault_wrap(os, &fs));
+		sh_opts(&o);
+		o.store = fs;
+		o.seal_age_ms = 600000;
+		o.commit_interval_ms = 600000;
+		o.pending_max = 64 << 20;
+		REQUIRE_OK(volume_open(dir, &o, &v));
+		volume_stats(v, &st);
+		CHECK(wait_shipped(v, st.last_lsn) >= st.last_lsn);
+		/* S: created and its chunk committed; the rounds ship its
+		 * STAGING put and stop at the chunk */
+		REQUIRE_OK(volume_create(v, CAIRN_ROOT_INO, "s1", 0100644, 0, 0, &a));
+		sh_write(v, a.ino, 10000, 41);
+		CHECK_OK(volume_sync_durable(v, CAIRN_DUR_LOCAL));
+		volume_stats(v, &st);
+		prev = st.shipped_lsn;
+		for (int i = 0, still = 0; i < 400 && still < 15; i++) {
+			sleep_ms(20);
+			volume_stats(v, &st);
+			still = st.shipped_lsn == prev ? still + 1 : 0;
+			prev = st.shipped_lsn;
+		}
+		sealed = st.segments_sealed;
+		uploaded = st.segments_uploaded;
+		/* uploads hang; a file of a segment's size fills S, which is
+		 * sealed on the way (its upload hangs), and goes on in S2 */
+		memset(&fault, 0, sizeof fault);
+		fault.kind = OBJ_FAULT_HANG;
+		fault.op_mask = 1 << OBJ_OP_PUT | 1 << OBJ_OP_MPU_PART | 1 << OBJ_OP_MPU_CREATE |
+				1 << OBJ_OP_MPU_COMPLETE;
+		fault.sticky = 1;
+		fault.nth = 1;
+		fault.hang_ms = 60000;
+		REQUIRE_OK(objstore_fault_arm(fs, &fault));
+		REQUIRE_OK(volume_create(v, CAIRN_ROOT_INO, "s2", 0100644, 0, 0, &a));
+		sh_write(v, a.ino, 1000000, 42);
+		REQUIRE_OK(volume_create(v, CAIRN_ROOT_INO, "s3", 0100644, 0, 0, &a));
+		sh_write(v, a.ino, 100000, 43);
+		CHECK_OK(volume_sync_durable(v, CAIRN_DUR_LOCAL));
+		volume_stats(v, &st);
+		fprintf(stderr, "phase 4: sealed %" PRIu64 " -> %" PRIu64 ", queue %" PRIu64 "\n",
+			sealed, st.segments_sealed, st.upload_queue);
+		CHECK(st.segments_sealed == sealed + 1);
+		/* S2: a chunk in the next staging segment (never sealed here) */
+		REQUIRE_OK(volume_create(v, CAIRN_ROOT_INO, "s4", 0100644, 0, 0, &a));
+		sh_write(v, a.ino, 10000, 44);
+		CHECK_OK(volume_sync_durable(v, CAIRN_DUR_LOCAL));
+		/* S is uploaded (after S2's chunks were committed) */
+		memset(&fault, 0, sizeof fault);
+		REQUIRE_OK(objstore_fault_arm(fs, &fault));
+		objstore_fault_release(fs);
+		for (int i = 0; i < 2000; i++) {
+			volume_stats(v, &st);
+			if (st.segments_uploaded > uploaded)
+				break;
+			sleep_ms(10);
+		}
+		CHECK(st.segments_uploaded > uploaded);
+		/* rounds go by; a shipper with the bug ships past prev */
+		for (int i = 0; i < 100; i++) {
+			volume_stats(v, &st);
+			if (st.shipped_lsn > prev)
+				break;
+			sleep_ms(20);
+		}
+		fprintf(stderr, "phase 4: shipped %" PRIu64 " before, %" PRIu64 " after S's "
+			"upload (last %" PRIu64 ")\n", prev, st.shipped_lsn, st.last_lsn);
+		CHECK(st.fenced == 0);
+		CHECK(check_prefixes(os, uuid, work, &chunks) == 0);
+		CHECK_OK(volume_ship_flush(v));
+		CHECK_OK(volume_close(v));
+		CHECK(check_prefixes(os, uuid, work, &chunks) == 0);
+		sh_writer_digest(dir, dw, &lw);
+		sh_replica(os, uuid, work, 0, dr, &lr);
+		CHECK(lr == lw);
+		CHECK(memcmp(dw, dr, 32) == 0);
+		objstore_close(fs);
+	}
 
 	objstore_close(os);
 	if (!t_failures_)
