@@ -186,14 +186,15 @@ static void cfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	(void)ino;
 	(void)nlookup;
+	st_add(req_fs(req), CFS_ST_FORGET, 1);
 	fuse_reply_none(req);
 }
 
 static void cfs_forget_multi(fuse_req_t req, size_t count,
 			     struct fuse_forget_data *forgets)
 {
-	(void)count;
 	(void)forgets;
+	st_add(req_fs(req), CFS_ST_FORGET, count);
 	fuse_reply_none(req);
 }
 
@@ -1188,6 +1189,7 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 		"ops_remove", "ops_rename", "ops_open", "ops_read", "ops_write",
 		"ops_fsync", "ops_readdir", "ops_xattr", "ops_other",
 		"bytes_read", "bytes_written", "errors", "keep_cache_opens",
+		"inodes_forgotten",
 	};
 	cairn_volume_stats vs;
 	size_t cap = 8192, n = 0;

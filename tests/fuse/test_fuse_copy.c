@@ -220,6 +220,37 @@ int main(void)
 	seek_expect(fm);
 	close(fm);
 	close(fo);
+
+	/* A re-read after close and open comes from the kernel's page cache
+	 * (FOPEN_KEEP_CACHE): no READ reaches the daemon. */
+	/* (bytes_read: ops_read also counts this control file's own READs) */
+	uint64_t rd = stat_of("bytes_read");
+	REQUIRE(rd != UINT64_MAX);
+	fo = open_in(ft_mnt, "copy", O_RDONLY);
+	REQUIRE(fo >= 0);
+	check_bytes(fo, dst, dsize2, "copy, warm");
+	close(fo);
+	uint64_t rd2 = stat_of("bytes_read");
+	if (rd2 != rd)
+		fprintf(stderr, "warm re-read: %" PRIu64 " bytes read by the daemon\n",
+			rd2 - rd);
+	CHECK(rd2 == rd);
+	/* When the kernel evicts its inodes (and their pages with them), the
+	 * mount counts the FORGETs: the counter that tells a warm read that
+	 * went to the daemon because someone dropped the caches. */
+	uint64_t fg = stat_of("inodes_forgotten");
+	REQUIRE(fg != UINT64_MAX);
+	FILE *dc = fopen("/proc/sys/vm/drop_caches", "w");
+	if (dc) {
+		CHECK(fputs("2", dc) >= 0);
+		CHECK(fclose(dc) == 0);
+		uint64_t now = fg;
+		for (int i = 0; i < 100 && now == fg; i++) {
+			usleep(50000);
+			now = stat_of("inodes_forgotten");
+		}
+		CHECK(now != UINT64_MAX && now > fg);
+	}
 	REQUIRE(ft_umount() == 0);
 	ft_check_log();
 	free(d);
