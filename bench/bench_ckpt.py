@@ -27,6 +27,13 @@ Each figure is the median of ctx.reps repetitions, the order of the two
 tools alternating; the first restore of each kind is compared with the
 source (SHA-256 of every file).
 
+A baseline that fails (cp -r + sync, or the AWS CLI, which is retried once
+after deleting its partial prefix) does not stop the part: the baseline is
+not run again, cairn's figures are still measured and reported, and their
+rows carry baseline None, ratio None and the note "baseline failed: <what>:
+<the tool's last stderr line>".  cairn's own failures still raise
+BenchError.
+
 Use from bench/run.py:
 
     import bench_ckpt
@@ -43,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import bench_s3
 
@@ -92,6 +100,30 @@ def _du(d):
     return tot
 
 
+class _BaselineFailed(Exception):
+    """A baseline tool failed; the message is one line for the report."""
+
+
+def _last_line(text):
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "(no message)"
+
+
+def _base_timed(what, cmd, env):
+    """Run a baseline command; return its seconds.  On failure raise
+    _BaselineFailed("WHAT: exit N: <last stderr line>")."""
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env, timeout=3600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise _BaselineFailed("%s: %s" % (what, _last_line(str(e))))
+    if p.returncode != 0:
+        raise _BaselineFailed("%s: exit %d: %s" % (
+            what, p.returncode, _last_line(p.stderr or p.stdout)))
+    return time.monotonic() - t0
+
+
 def run(ctx, Row, BenchError):
     cairn = os.path.join(ctx.build_dir, "cairn")
     chunks_tool = os.path.join(ctx.build_dir, "tests", "ckpt", "ckpt_chunks")
@@ -113,6 +145,7 @@ def run(ctx, Row, BenchError):
     src = os.path.join(work, "src")
     samples = {}
     rows = []
+    base_failed = {}  # "file", "s3" -> one-line reason
 
     def add(key, v):
         samples.setdefault(key, []).append(v)
@@ -125,9 +158,30 @@ def run(ctx, Row, BenchError):
             shutil.rmtree(p, ignore_errors=True)
 
     def cp_sync(s, d):
-        dt1, _ = timed(["cp", "-r", s, d])
-        dt2, _ = timed(["sync"])
-        return dt1 + dt2
+        return (_base_timed("cp -r", ["cp", "-r", s, d], None) +
+                _base_timed("sync", ["sync"], None))
+
+    def last(who, key):
+        v = samples.get((who, key))
+        return "%.0f" % v[-1] if v else "-"
+
+    def base_fail(kind, reason):
+        base_failed[kind] = reason
+        ctx.log("baseline failed (%s), cairn's figures go on without it: %s"
+                % (kind, reason))
+        ctx.raw.setdefault("baseline_failed", {})[kind] = reason
+
+    def pair_row(kind, case, cairn_key, base_key, base_name, target):
+        """cairn's figure beside its baseline's, or with the baseline's
+        failure as the note."""
+        c, b = samples[cairn_key], samples.get(base_key, [])
+        if kind in base_failed:
+            return Row("ckpt", case, "MB/s", ctx.median(c), base_name, None,
+                       target=target, samples=c, baseline_samples=b,
+                       note="baseline failed: " + base_failed[kind])
+        return Row("ckpt", case, "MB/s", ctx.median(c), base_name,
+                   ctx.median(b), target=target, samples=c,
+                   baseline_samples=b)
 
     try:
         ctx.log("writing %d x %d MiB + %d small files" % (nbig, big // MiB,
@@ -150,10 +204,17 @@ def run(ctx, Row, BenchError):
             order = ("cairn", "cp") if rep % 2 == 0 else ("cp", "cairn")
             for who in order:
                 if who == "cp":
-                    t_save = cp_sync(src, cdst)
-                    rm(cdst)
-                    t_rest = cp_sync(src, cdst)
-                    rm(cdst)
+                    if "file" in base_failed:
+                        continue
+                    try:
+                        t_save = cp_sync(src, cdst)
+                        rm(cdst)
+                        t_rest = cp_sync(src, cdst)
+                    except _BaselineFailed as e:
+                        base_fail("file", str(e))
+                        continue
+                    finally:
+                        rm(cdst)
                     add(("cp", "save"), total / t_save / 1e6)
                     add(("cp", "restore"), total / t_rest / 1e6)
                 else:
@@ -174,18 +235,17 @@ def run(ctx, Row, BenchError):
                     if last_vol:
                         rm(last_vol)
                     last_vol = vol
-            ctx.log("rep %d file:// save %.0f vs cp %.0f MB/s; restore %.0f "
-                    "vs cp %.0f MB/s" % (
+            ctx.log("rep %d file:// save %.0f vs cp %s MB/s; restore %.0f "
+                    "vs cp %s MB/s" % (
                         rep + 1, samples[("cairn", "save")][-1],
-                        samples[("cp", "save")][-1],
+                        last("cp", "save"),
                         samples[("cairn", "restore")][-1],
-                        samples[("cp", "restore")][-1]))
+                        last("cp", "restore")))
         for key in ("save", "restore"):
-            c, b = samples[("cairn", key)], samples[("cp", key)]
-            rows.append(Row("ckpt", "file:// %s, %d x %d MiB + %d small" % (
-                key, nbig, big // MiB, nsmall), "MB/s", ctx.median(c),
-                "cp -r + sync", ctx.median(b), target=0.7, samples=c,
-                baseline_samples=b))
+            rows.append(pair_row(
+                "file", "file:// %s, %d x %d MiB + %d small" % (
+                    key, nbig, big // MiB, nsmall), ("cairn", key),
+                ("cp", key), "cp -r + sync", 0.7))
 
         # ---- incremental (on the last file:// volume) ----
         store = os.path.join(last_vol, "store")
@@ -217,8 +277,7 @@ def run(ctx, Row, BenchError):
         # ---- s3rver ----
         aws = shutil.which("aws", path="/usr/bin") or shutil.which("aws")
         if not aws:
-            ctx.log("s3: the AWS CLI is not installed, skipped")
-            return rows
+            base_fail("s3", "the AWS CLI is not installed")
         srv = None
         try:
             srv = bench_s3._Server(os.path.join(work, "server"), BenchError)
@@ -227,21 +286,55 @@ def run(ctx, Row, BenchError):
             awsx = [aws, "--endpoint-url", srv.endpoint, "s3"]
             quiet = ["--no-progress", "--only-show-errors"]
             url = "s3://" + bench_s3.BUCKET
+
+            def aws_rm(pre):
+                try:
+                    _base_timed("aws s3 rm", awsx + [
+                        "rm", "--only-show-errors", "--recursive", pre], senv)
+                except _BaselineFailed as e:
+                    ctx.log("deleting %s: %s" % (pre, e))
+
+            def aws_once(rep, pre, dst):
+                t_up = _base_timed("aws s3 cp --recursive (upload)",
+                                   awsx + ["cp"] + quiet + [
+                                       "--recursive", src, pre], senv)
+                t_down = _base_timed("aws s3 cp --recursive (download)",
+                                     awsx + ["cp"] + quiet + [
+                                         "--recursive", pre, dst], senv)
+                t_down += timed(["sync"])[0]
+                if rep == 0 and _tree_sha(dst) != src_sha:
+                    raise _BaselineFailed("aws s3 cp --recursive: the "
+                                          "download differs from the source")
+                return t_up, t_down
+
+            def aws_rep(rep, dst):
+                """One repetition of the AWS CLI; retried once after its
+                partial prefix is deleted; None when it failed twice."""
+                for attempt in (1, 2):
+                    pre = "%s/aws%d-%d/" % (url, rep, attempt)
+                    try:
+                        return aws_once(rep, pre, dst)
+                    except _BaselineFailed as e:
+                        err = e
+                        ctx.log("aws attempt %d of rep %d failed: %s"
+                                % (attempt, rep + 1, e))
+                    finally:
+                        aws_rm(pre)
+                        rm(dst)
+                base_fail("s3", "%s (retried once after deleting its "
+                          "partial prefix; failed again)" % err)
+                return None
             for rep in range(reps):
                 order = ("cairn", "aws") if rep % 2 == 0 else ("aws", "cairn")
                 dst = os.path.join(work, "s3down%d" % rep)
                 for who in order:
                     if who == "aws":
-                        pre = "%s/aws%d/" % (url, rep)
-                        t_up, _ = timed(awsx + ["cp"] + quiet + [
-                            "--recursive", src, pre], senv)
-                        t_down, _ = timed(awsx + ["cp"] + quiet + [
-                            "--recursive", pre, dst], senv)
-                        t_down += timed(["sync"])[0]
-                        if rep == 0 and _tree_sha(dst) != src_sha:
-                            raise BenchError("aws download differs")
-                        timed(awsx + ["rm", "--only-show-errors",
-                                      "--recursive", pre], senv)
+                        if "s3" in base_failed:
+                            continue
+                        r = aws_rep(rep, dst)
+                        if r is None:
+                            continue
+                        t_up, t_down = r
                     else:
                         vol = os.path.join(work, "s3vol%d" % rep)
                         timed([cairn, "--volume", vol, "format", "--store",
@@ -264,21 +357,20 @@ def run(ctx, Row, BenchError):
                     rm(dst)
                     add((who, "s3 up"), total / t_up / 1e6)
                     add((who, "s3 down"), total / t_down / 1e6)
-                ctx.log("rep %d s3 save %.0f vs aws %.0f MB/s; restore %.0f "
-                        "vs aws %.0f MB/s" % (
+                ctx.log("rep %d s3 save %.0f vs aws %s MB/s; restore %.0f "
+                        "vs aws %s MB/s" % (
                             rep + 1, samples[("cairn", "s3 up")][-1],
-                            samples[("aws", "s3 up")][-1],
+                            last("aws", "s3 up"),
                             samples[("cairn", "s3 down")][-1],
-                            samples[("aws", "s3 down")][-1]))
+                            last("aws", "s3 down")))
         finally:
             if srv:
                 srv.close()
         for key, what in (("s3 up", "save"), ("s3 down", "restore (cold)")):
-            c, b = samples[("cairn", key)], samples[("aws", key)]
-            rows.append(Row("ckpt", "s3rver %s, %d x %d MiB + %d small" % (
-                what, nbig, big // MiB, nsmall), "MB/s", ctx.median(c),
-                "aws s3 cp --recursive", ctx.median(b), target=1.0,
-                samples=c, baseline_samples=b))
+            rows.append(pair_row(
+                "s3", "s3rver %s, %d x %d MiB + %d small" % (
+                    what, nbig, big // MiB, nsmall), ("cairn", key),
+                ("aws", key), "aws s3 cp --recursive", 1.0))
     finally:
         if not getattr(ctx.args, "keep", False):
             shutil.rmtree(work, ignore_errors=True)

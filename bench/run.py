@@ -458,7 +458,8 @@ def table(rows):
     lines = []
     for r in rows:
         tgt = "-" if r["target"] is None else ">= %.2f %s" % (
-            r["target"], "ok" if r["meets_target"] else "MISSED")
+            r["target"], "n/a" if r["meets_target"] is None else
+            "ok" if r["meets_target"] else "MISSED")
         lines.append([r["bench"], r["case"],
                       "%s %s" % (fmt(r["value"]), r["metric"]),
                       "%s (%s)" % (fmt(r["baseline"]), r["baseline_name"]),
@@ -468,6 +469,9 @@ def table(rows):
     out.append("  ".join("-" * w for w in widths))
     for ln in lines:
         out.append("  ".join(c.ljust(w) for c, w in zip(ln, widths)))
+    for r in rows:  # e.g. bench_ckpt's "baseline failed: ..."
+        if r["baseline"] is None and r["note"]:
+            out.append("%s / %s: %s" % (r["bench"], r["case"], r["note"]))
     return "\n".join(out)
 
 
@@ -482,7 +486,9 @@ def report_md(res):
              "| --- | --- | --- | --- | --- | --- |"]
     for r in res["rows"]:
         tgt = "-" if r["target"] is None else "%.2f (%s)" % (
-            r["target"], "met" if r["meets_target"] else "missed")
+            r["target"], "n/a: " + (r["note"] or "no baseline")
+            if r["meets_target"] is None else
+            "met" if r["meets_target"] else "missed")
         lines.append("| %s | %s | %s %s | %s %s | %s | %s |" % (
             r["bench"], r["case"], fmt(r["value"]), r["metric"],
             fmt(r["baseline"]), r["baseline_name"], fmt(r["ratio"], 2), tgt))

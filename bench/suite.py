@@ -71,6 +71,19 @@ def drop_page_cache():
         raise Skip("cannot drop the page cache (%s): cold reads need root" % e)
 
 
+def page_cache_drops():
+    """How many times anyone wrote /proc/sys/vm/drop_caches since boot
+    (drop_pagecache in /proc/vmstat); None if the kernel does not say."""
+    try:
+        with open("/proc/vmstat") as f:
+            for ln in f:
+                if ln.startswith("drop_pagecache "):
+                    return int(ln.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class CellTimeout(Exception):
     pass
 
@@ -119,7 +132,9 @@ class System:
         drop_page_cache()
 
     def settle(self):
-        """After writing: make the data readable from the store."""
+        """After writing: make the data readable from the store.  Returns
+        None (all files readable) or K: only the first K files in write
+        order are, and the read cells read just those (see Rclone)."""
 
     def teardown(self):
         pass
@@ -316,22 +331,67 @@ class Rclone(PeerMount):
                 "--daemon", "--vfs-cache-mode", "full", "--cache-dir",
                 self.cache, "--transfers", "8"]
 
+    def uploaded(self):
+        """The number of objects under rclone's prefix, None if unknown."""
+        out = run_cmd(["rclone", "size", "--json", "s3r:%s/rclone" % BUCKET],
+                      60, env=self.env, check=False)
+        try:
+            return int(json.loads(out)["count"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def settle(self):
-        # rclone uploads closed files in the background: wait until the
-        # bucket holds them all, or a cold read would find nothing
-        want = self.s.files_written.get(self.name, self.files)
-        t_end = time.monotonic() + self.s.cfg["cell_s"] * 3
-        while time.monotonic() < t_end:
-            out = run_cmd(["rclone", "size", "--json", "s3r:%s/rclone" % BUCKET],
-                          60, env=self.env, check=False)
-            try:
-                if json.loads(out)["count"] >= want:
-                    return
-            except (ValueError, KeyError):
-                pass
+        # rclone uploads closed files in the background (write-back): wait
+        # until the bucket holds them all, or a cold read would find
+        # nothing.  At least 3 cell boxes; longer while the count still
+        # grows, up to max(135 s, 6 boxes) or what the suite's budget has
+        # left after the read cells, whichever is less.
+        s = self.s
+        want = s.files_written.get(self.name, self.files)
+        cell_s = s.cfg["cell_s"]
+        base = 3 * cell_s
+        room = (s.left() - s.cfg["meta_s"] - s.cfg["ckpt_s"] -
+                len(s.read_cells()) * cell_s)
+        cap = max(base, min(max(135, 2 * base), room))
+        stall = max(15, cell_s)
+        t0 = last_growth = time.monotonic()
+        have = -1
+        while True:
+            n = self.uploaded()
+            if n is not None and n >= want:
+                return None
+            now = time.monotonic()
+            if n is not None and n > have:
+                have, last_growth = n, now
+            if now - t0 >= cap or (now - t0 >= base and
+                                   now - last_growth >= stall):
+                break
             time.sleep(1)
-        raise CellTimeout("rclone had not uploaded all files after %d s"
-                          % (self.s.cfg["cell_s"] * 3))
+        waited = time.monotonic() - t0
+        # Read what did reach the store: the reads take files 0..K-1 (in
+        # write order or shuffled), so K is the longest run of uploaded
+        # files from the first one in write order.
+        out = run_cmd(["rclone", "lsf", "-R", "--files-only",
+                       "s3r:%s/rclone" % BUCKET], 300, env=self.env,
+                      check=False)
+        got = set()
+        for ln in out.splitlines():
+            base_name = ln.strip().rsplit("/", 1)[-1]
+            if base_name.startswith("f") and base_name[1:].isdigit():
+                got.add(int(base_name[1:]))
+        k = 0
+        while k < want and k in got:
+            k += 1
+        what = ("rclone's write-back had uploaded %d of the %d files "
+                "written after %.0f s of waiting" % (len(got), want, waited))
+        if k == 0:
+            raise Skip("%s, but not the first file in write order, so "
+                       "its read cells (which read files 0..K-1) did not "
+                       "run" % what)
+        self.partial = "%s: the read cells read the first %d files in " \
+            "write order (all uploaded), not all %d" % (what, k, want)
+        s.notes.append("rclone (%s store): %s" % (s.condition, self.partial))
+        return k
 
 
 # ----------------------------------------------------------------------
@@ -488,6 +548,7 @@ class Suite:
         self.notes = []
         self.cleanups = []  # (key, fn), run in reverse order
         self.files_written = {}
+        self.drops_seen = None   # drop_pagecache after the last cell
         self.server = None
         self.server_note = ""
         self.model_check = None
@@ -626,7 +687,7 @@ class Suite:
         return cmd
 
     def dataset_cell(self, sysm, case, cmd, unit_key="files_per_s",
-                     limit=None):
+                     limit=None, note="", warm=False):
         # hard limit: the tool's own deadline plus room for setup and close
         hard = self.cfg["cell_s"] * 2 + 60
         t0 = time.monotonic()
@@ -635,6 +696,10 @@ class Suite:
                      reason="the suite's time budget of %d s ran out" %
                      self.cfg["budget_s"], baseline_system="native ext4")
             return None
+        # A warm cell means what the caches kept since the cold cell: if
+        # another process dropped the page cache in between (the bench
+        # smoke test of a CI run does), the cell says so.
+        d0 = self.drops_seen if warm else page_cache_drops()
         env = self.s3env
         if limit:
             env = dict(env if env is not None else os.environ,
@@ -662,9 +727,20 @@ class Suite:
             "time box of %s s ran out after %d of %d files" % (
                 cmd[-2] if sysm.api and "read" in cmd[1] else cmd[-1],
                 r["files_done"], r["files"]))
-        self.add("smallfiles", case, sysm.name, "files/s", status,
-                 figure=r[unit_key], reason=reason, work=work,
-                 seconds=round(r["secs"], 2), baseline_system="native ext4")
+        d1 = self.drops_seen = page_cache_drops()
+        if d0 is not None and d1 is not None and d1 != d0:
+            dropped = ("another process dropped the page cache %d time%s "
+                       "during this cell%s (/proc/vmstat drop_pagecache): "
+                       "reads it made cold again count here" % (
+                           d1 - d0, "" if d1 - d0 == 1 else "s",
+                           " or since the cold one" if warm else ""))
+            note = "; ".join(x for x in (note, dropped) if x)
+        reason = "; ".join(x for x in (reason, note) if x)
+        c = self.add("smallfiles", case, sysm.name, "files/s", status,
+                     figure=r[unit_key], reason=reason, work=work,
+                     seconds=round(r["secs"], 2), baseline_system="native ext4")
+        if note:
+            c["note_in_table"] = True
         return r
 
     def smallfiles(self, systems):
@@ -701,7 +777,11 @@ class Suite:
         self.files_written[sysm.name] = n
         cold_done = None
         try:
-            sysm.settle()
+            ready = sysm.settle()
+            note = ""
+            if ready is not None and ready < n:
+                # only the first `ready` files reached the store
+                n, note = ready, sysm.partial
             for threads, order, temp in self.read_cells():
                 case = self.read_case(threads, order, temp)
                 limit = None
@@ -712,7 +792,8 @@ class Suite:
                     # time box ran out, the warm pass reads just those.
                     limit = cold_done
                 r = self.dataset_cell(sysm, case, self.dataset_cmd(
-                    sysm, "read", n, threads, order, temp), limit=limit)
+                    sysm, "read", n, threads, order, temp), limit=limit,
+                    note=note, warm=temp == "warm")
                 if temp == "cold":
                     cold_done = r["files_done"] if r else None
         except Skip as e:
@@ -787,10 +868,19 @@ class Suite:
             return
         for r in res["rows"]:
             sysname = "cairn"
+            note = r.get("note", "")
             c = self.add(workload, r["case"], sysname, r["metric"], "ok",
-                         figure=r["value"], reason=r.get("note", ""),
+                         figure=r["value"], reason=note,
                          baseline_system=r["baseline_name"])
             c["work"] = {"samples": r.get("samples", [])}
+            if r["baseline"] is None:
+                # the baseline failed (bench_ckpt: "baseline failed: ...");
+                # cairn's figure stands, without a ratio
+                c["note_in_table"] = True
+                self.add(workload, r["case"], r["baseline_name"], r["metric"],
+                         "failed", reason=note or "the baseline gave no "
+                         "figure", baseline_system=r["baseline_name"])
+                continue
             self.add(workload, r["case"], r["baseline_name"], r["metric"],
                      "ok", figure=r["baseline"], baseline_system=r["baseline_name"])
 
@@ -929,9 +1019,14 @@ def systems_cases(cells):
 
 def cell_text(c, notes):
     if c["status"] == "ok":
-        return "%s%s" % (fmt(c["figure"]), "" if c["ratio"] is None or
-                         c["system"] == c["baseline_system"]
-                         else " (%.2f)" % c["ratio"])
+        # note_in_table: an ok figure whose reason the reader must see
+        # (a failed baseline, a read of part of the files)
+        star = "*" if c.get("note_in_table") and c["reason"] else ""
+        if star:
+            notes.setdefault(c["reason"], []).append(c)
+        return "%s%s%s" % (fmt(c["figure"]), "" if c["ratio"] is None or
+                           c["system"] == c["baseline_system"]
+                           else " (%.2f)" % c["ratio"], star)
     notes.setdefault(c["reason"], []).append(c)
     if c["status"] == "timeout" and c["figure"] is not None:
         return "%s (%s) timeout*" % (fmt(c["figure"]), fmt(c["ratio"], 2))
@@ -970,10 +1065,16 @@ def tables_md(cells):
                           cc[0])
                 b = next((x for x in cc if x["system"] == x["baseline_system"]),
                          None)
+                if b is None:
+                    btext = "-"
+                elif b["status"] == "ok":
+                    btext = "%s %s (%s)" % (fmt(b["figure"]), b["unit"],
+                                            b["system"])
+                else:
+                    btext = "%s (%s)" % (cell_text(b, notes), b["system"])
                 lines.append("| %s | %s %s | %s | %s |" % (
                     case, cell_text(dict(me, ratio=None), notes), me["unit"],
-                    "%s %s (%s)" % (fmt(b["figure"]), b["unit"], b["system"])
-                    if b else "-", fmt(me["ratio"], 2)))
+                    btext, fmt(me["ratio"], 2)))
         lines.append("")
         for reason, cs in notes.items():
             lines.append("\\* %s: %s" % (", ".join(sorted({
