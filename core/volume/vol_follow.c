@@ -130,21 +130,11 @@ void vol_follow_stats(cairn_volume *vol, cairn_volume_stats *out)
 static int fconf_read(const char *dir, uint8_t uuid[16], char *store, size_t store_size)
 {
 	char path[4200], text[2048];
-	int have_magic = 0, have_uuid = 0, have_store = 0, fd;
-	ssize_t got;
+	int have_magic = 0, have_uuid = 0, have_store = 0, rc;
 
 	snprintf(path, sizeof path, "%s/%s", dir, FOLLOW_CONF);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? CAIRN_E_NOTFOUND :
-			cairn_errf(CAIRN_E_IO, "open %s: %s", path, strerror(errno));
-	got = read(fd, text, sizeof text - 1);
-	close(fd);
-	if (got < 0)
-		return cairn_errf(CAIRN_E_IO, "read %s: %s", path, strerror(errno));
-	if ((size_t)got == sizeof text - 1)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: too long", path);
-	text[got] = 0;
+	if ((rc = vol_conf_text_read(path, text, sizeof text)))
+		return rc;
 	char *save = NULL;
 	for (char *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
 		if (!ln[0] || ln[0] == '#')
@@ -476,24 +466,14 @@ int volume_open_follower(const char *dir, const char *store_url,
 				  strerror(errno));
 	if ((rc = vol_mkdir(dir)))
 		return rc;
-	vol = calloc(1, sizeof *vol);
+	if ((rc = vol_alloc(dir, 1024, "follow", &vol)))
+		return rc;
 	fl = calloc(1, sizeof *fl);
-	if (!vol || !fl) {
-		free(vol);
-		free(fl);
+	if (!fl) {
+		vol_destroy(vol);
 		return cairn_errf(CAIRN_E_NOMEM, "follow %s", dir);
 	}
-	/* as volume_open: vol_destroy takes down what is set up here */
-	vol->lock_fd = -1;
-	pthread_mutex_init(&vol->it_mu, NULL);
-	pthread_mutex_init(&vol->st_mu, NULL);
-	pthread_mutex_init(&vol->up_mu, NULL);
-	pthread_mutex_init(&vol->rd_mu, NULL);
-	pthread_mutex_init(&vol->gc_mu, NULL);
-	pthread_mutex_init(&vol->gc_wmu, NULL);
-	pthread_cond_init(&vol->gc_cv, NULL);
-	pthread_cond_init(&vol->up_cv, NULL);
-	pthread_cond_init(&vol->done_cv, NULL);
+	/* follow_free takes down what is set up here */
 	pthread_mutex_init(&fl->mu, NULL);
 	{
 		/* the tailer sleeps on the monotonic clock */
@@ -504,13 +484,6 @@ int volume_open_follower(const char *dir, const char *store_url,
 		pthread_condattr_destroy(&ca);
 	}
 	vol->fl = fl;
-	vol->dir = strdup(dir);
-	vol->ibuckets = 1024;
-	vol->itab = calloc(vol->ibuckets, sizeof *vol->itab);
-	if (!vol->dir || !vol->itab) {
-		rc = cairn_errf(CAIRN_E_NOMEM, "follow %s", dir);
-		goto fail;
-	}
 	if (opts)
 		vol->o = *opts;
 	if (!vol->o.follow_poll_ms)
@@ -533,24 +506,9 @@ int volume_open_follower(const char *dir, const char *store_url,
 		goto fail;
 	}
 	snprintf(vol->store_url, sizeof vol->store_url, "%s", store_url);
-	if (vol->o.uring) {
-		vol->u = vol->o.uring;
-	} else {
-		if ((rc = uring_open(NULL, &vol->u)))
-			goto fail;
-		vol->own_u = 1;
-	}
-	if (vol->o.store) {
-		vol->os = vol->o.store;
-	} else {
-		cairn_objstore_opts so = { 0 };
-		so.uring = vol->u;
-		if ((rc = objstore_open(store_url, &so, &vol->os))) {
-			rc = cairn_err_wrap(rc, "follow: store %s", store_url);
-			goto fail;
-		}
-		vol->own_os = 1;
-	}
+	snprintf(path, sizeof path, "follow: store %s", store_url);
+	if ((rc = vol_open_uring_store(vol, store_url, path)))
+		goto fail;
 	if (!have_conf && (rc = vol_shipped_find(vol->os, NULL, ub))) {
 		if (rc == CAIRN_E_INVAL)  /* several volumes: no --uuid here */
 			rc = cairn_errf(rc, "follow: %s; a follower needs a store (bucket "
@@ -632,20 +590,7 @@ fail:
 int vol_follow_close(cairn_volume *vol)
 {
 	follow_free(vol);
-	pthread_mutex_lock(&vol->it_mu);
-	for (size_t b = 0; b < vol->ibuckets; b++) {
-		vinode *vi = vol->itab[b];
-		while (vi) {
-			vinode *nx = vi->hnext;
-			vol_stream_free(vol, vi);
-			vol_ra_free(vi);
-			pthread_rwlock_destroy(&vi->lk);
-			free(vi);
-			vi = nx;
-		}
-		vol->itab[b] = NULL;
-	}
-	pthread_mutex_unlock(&vol->it_mu);
+	vol_vinodes_free(vol);  /* a follower buffers no writes */
 	vol_readers_close(vol);
 	vol_destroy(vol);
 	return 0;

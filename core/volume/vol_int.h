@@ -16,6 +16,8 @@
  *                readers of the shipped metadata followers share
  *   vol_follow.c read-only followers: replica, tailer thread, re-sync
  *                (vol->fl; VOL_RO_CHECK in every call that changes)
+ *   vol_storeutil.c  store helpers of both sides of log shipping: listing,
+ *                whole small objects, hex key names, versioned text objects
  *
  * Lock order (never taken in the other direction):
  *   vinode.lk  ->  vol.st_mu  ->  vol.up_mu
@@ -208,8 +210,62 @@ int vol_conf_epoch(const char *dir, uint64_t *epoch);
 int vol_lock(cairn_volume *vol);
 /* Fill the options left zero in vol->o with their defaults. */
 void vol_opts_defaults(cairn_volume *vol, uint64_t segment_size);
+/* A new handle: its locks, directory name and inode table of ibuckets
+ * buckets set up, nothing opened (lock_fd -1).  CAIRN_E_NOMEM says
+ * "<what> <dir>".  vol_destroy frees it. */
+int vol_alloc(const char *dir, size_t ibuckets, const char *what, cairn_volume **out);
+/* The io_uring and the object store at store_url: the caller's (opts), or
+ * opened here and owned.  A failure to open the store is wrapped in
+ * store_ctx. */
+int vol_open_uring_store(cairn_volume *vol, const char *store_url, const char *store_ctx);
+/* Read the small text file path (volume.conf, follow.conf) into text,
+ * NUL-terminated; a file of size - 1 bytes or more is CAIRN_E_CORRUPT (too
+ * long).  A missing file is CAIRN_E_NOTFOUND with no message set (the
+ * caller says what it means); CAIRN_E_IO. */
+int vol_conf_text_read(const char *path, char *text, size_t size);
+/* Free every in-memory inode (buffers, streams, readahead) at close. */
+void vol_vinodes_free(cairn_volume *vol);
 /* Free a handle that volume_open did not finish (or a follower's). */
 void vol_destroy(cairn_volume *vol);
+
+/* vol_storeutil.c: object-store helpers of log shipping (both sides). */
+#define VOL_TEXT_MAX 4096   /* small text objects (meta/volume, leases,
+			       image manifests) */
+/* The wall clock in ms (leases and manifests carry it). */
+int64_t vol_wall_ms(void);
+/* Call cb for every key under prefix, in the store's order; a non-zero
+ * return of cb stops the walk and is returned.  A listing failure is
+ * wrapped as "list <prefix>". */
+typedef int (*vol_list_fn)(const cairn_obj_entry *e, void *arg);
+int vol_store_list(cairn_objstore *os, const char *prefix, vol_list_fn cb, void *arg);
+/* Every key under prefix, sorted (strcmp); vol_keys_free. */
+typedef struct vkeys {
+	char **k;
+	size_t n, cap;
+} vkeys;
+int vol_store_keys(cairn_objstore *os, const char *prefix, vkeys *out);
+void vol_keys_free(vkeys *l);
+/* Exactly 16 lower-case hex digits in s[0..n) (vol_hex16), or in key after
+ * prefix (vol_key_hex): 0, else -1. */
+int vol_hex16(const char *s, size_t n, uint64_t *out);
+int vol_key_hex(const char *key, const char *prefix, uint64_t *out);
+/* A whole object of at most max bytes (malloc'd, NUL-terminated after
+ * *len bytes).  CAIRN_E_CORRUPT when larger, or when it changed size
+ * between the head and the get. */
+int vol_shipped_get(cairn_objstore *os, const char *key, uint64_t max, uint8_t **buf,
+		    size_t *len);
+/* A versioned text object: "<magic> 1" then "key = value" lines, each key
+ * of kv at most once and no other key; blank and '#' lines skipped
+ * (docs/log-shipping.md).  CAIRN_E_CORRUPT, CAIRN_E_VERSION, naming
+ * objkey.  vol_text_u64: a present, unsigned number in base. */
+typedef struct vtkv {
+	const char *key;
+	int have;
+	char val[200];
+} vtkv;
+int vol_text_parse(const char *objkey, const uint8_t *buf, size_t len, const char *magic,
+		   vtkv *kv, size_t nkv);
+int vol_text_u64(const char *objkey, const vtkv *kv, int base, uint64_t *out);
 
 /* vol_rebuild.c: readers of the shipped metadata under v/<uuid>/meta/
  * (docs/log-shipping.md), shared by recovery and followers.  vpfx is
@@ -229,9 +285,6 @@ typedef struct vshipped_img {
 int vol_shipped_find(cairn_objstore *os, const char *uuid, uint8_t out[16]);
 /* meta/volume: CAIRN_E_NOTFOUND, CAIRN_E_CORRUPT, CAIRN_E_VERSION. */
 int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out);
-/* A whole object of at most max bytes (malloc'd). */
-int vol_shipped_get(cairn_objstore *os, const char *key, uint64_t max, uint8_t **buf,
-		    size_t *len);
 /* LSN of the newest image manifest (0: none). */
 int vol_shipped_image_newest(cairn_objstore *os, const char *vpfx, uint64_t *lsn);
 /* Download the newest image with LSN > above whose manifest, size, crc32c
@@ -336,6 +389,14 @@ int vol_upload_enqueue_stream(cairn_volume *vol, uint64_t id, uint64_t size,
 int vol_seg_new(cairn_volume *vol, int stream, meta_seg *out, seg_id *id);
 int vol_seg_set_state(cairn_volume *vol, uint64_t id, uint32_t state,
 		      uint64_t size, const char *key, meta_durability d);
+/* Every segment record (keep NULL) or those keep accepts, in id order, from
+ * one read transaction of m.  On failure l is freed and empty. */
+typedef struct vseglist {
+	meta_seg *v;
+	size_t n, cap;
+	int rc;
+} vseglist;
+int vol_seglist_load(cairn_meta *m, int (*keep)(const meta_seg *s), vseglist *l);
 
 /* vol_stream.c: large files (docs/large-files.md).  With vi->lk held for
  * writing: */

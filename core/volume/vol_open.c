@@ -178,30 +178,38 @@ out:
 	return rc;
 }
 
+int vol_conf_text_read(const char *path, char *text, size_t size)
+{
+	ssize_t got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? CAIRN_E_NOTFOUND :
+			cairn_errf(CAIRN_E_IO, "open %s: %s", path, strerror(errno));
+	got = read(fd, text, size - 1);
+	close(fd);
+	if (got < 0)
+		return cairn_errf(CAIRN_E_IO, "read %s: %s", path, strerror(errno));
+	if ((size_t)got == size - 1)
+		return cairn_errf(CAIRN_E_CORRUPT, "%s: too long", path);
+	text[got] = 0;
+	return 0;
+}
+
 static int conf_read(const char *dir, vconf *c)
 {
 	char path[4096], text[4096];
 	int have_magic = 0, have_uuid = 0, have_store = 0, have_epoch = 0;
-	ssize_t got;
-	int fd;
+	int rc;
 
 	memset(c, 0, sizeof *c);
 	snprintf(path, sizeof path, "%s/%s", dir, CONF_NAME);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return cairn_errf(CAIRN_E_NOTFOUND,
-					  "%s is not a cairn volume (no %s; run format first)",
-					  dir, CONF_NAME);
-		return cairn_errf(CAIRN_E_IO, "open %s: %s", path, strerror(errno));
-	}
-	got = read(fd, text, sizeof text - 1);
-	close(fd);
-	if (got < 0)
-		return cairn_errf(CAIRN_E_IO, "read %s: %s", path, strerror(errno));
-	if ((size_t)got == sizeof text - 1)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: too long", path);
-	text[got] = 0;
+	rc = vol_conf_text_read(path, text, sizeof text);
+	if (rc == CAIRN_E_NOTFOUND)
+		return cairn_errf(CAIRN_E_NOTFOUND,
+				  "%s is not a cairn volume (no %s; run format first)",
+				  dir, CONF_NAME);
+	if (rc)
+		return rc;
 	char *save = NULL;
 	int lineno = 0;
 	for (char *line = strtok_r(text, "\n", &save); line;
@@ -508,6 +516,61 @@ static void vol_free(cairn_volume *vol)
 	free(vol);
 }
 
+int vol_alloc(const char *dir, size_t ibuckets, const char *what, cairn_volume **out)
+{
+	cairn_volume *vol;
+
+	*out = NULL;
+	vol = calloc(1, sizeof *vol);
+	if (!vol)
+		return cairn_errf(CAIRN_E_NOMEM, "%s %s", what, dir);
+	/* vol_free takes down what is set up here */
+	vol->lock_fd = -1;
+	pthread_mutex_init(&vol->it_mu, NULL);
+	pthread_mutex_init(&vol->st_mu, NULL);
+	pthread_mutex_init(&vol->up_mu, NULL);
+	pthread_mutex_init(&vol->rd_mu, NULL);
+	pthread_mutex_init(&vol->gc_mu, NULL);
+	pthread_mutex_init(&vol->gc_wmu, NULL);
+	pthread_cond_init(&vol->gc_cv, NULL);
+	pthread_cond_init(&vol->up_cv, NULL);
+	pthread_cond_init(&vol->done_cv, NULL);
+	vol->dir = strdup(dir);
+	vol->ibuckets = ibuckets;
+	vol->itab = calloc(vol->ibuckets, sizeof *vol->itab);
+	if (!vol->dir || !vol->itab) {
+		vol_free(vol);
+		return cairn_errf(CAIRN_E_NOMEM, "%s %s", what, dir);
+	}
+	*out = vol;
+	return 0;
+}
+
+void vol_vinodes_free(cairn_volume *vol)
+{
+	pthread_mutex_lock(&vol->it_mu);
+	for (size_t b = 0; b < vol->ibuckets; b++) {
+		vinode *vi = vol->itab[b];
+		while (vi) {
+			vinode *nx = vi->hnext;
+			vbuf *x = vi->head;
+			vol_stream_free(vol, vi);  /* left by a failure */
+			vol_ra_free(vi);
+			while (x) {
+				vbuf *n = x->next;
+				free(x->data);
+				free(x);
+				x = n;
+			}
+			pthread_rwlock_destroy(&vi->lk);
+			free(vi);
+			vi = nx;
+		}
+		vol->itab[b] = NULL;
+	}
+	pthread_mutex_unlock(&vol->it_mu);
+}
+
 /* volume_open, step 1: the config, the owner lock, the config again under
  * the lock (the previous owner may have bumped the epoch), the instance id
  * (added to an older config by open_epoch's write). */
@@ -533,8 +596,7 @@ static int open_conf_locked(cairn_volume *vol, vconf *c)
 	return 0;
 }
 
-/* Step 2: the io_uring and the object store (the caller's, or our own). */
-static int open_uring_store(cairn_volume *vol, const vconf *c)
+int vol_open_uring_store(cairn_volume *vol, const char *store_url, const char *store_ctx)
 {
 	int rc;
 	if (vol->o.uring) {
@@ -549,11 +611,19 @@ static int open_uring_store(cairn_volume *vol, const vconf *c)
 	} else {
 		cairn_objstore_opts so = { 0 };
 		so.uring = vol->u;
-		if ((rc = objstore_open(c->store, &so, &vol->os)))
-			return cairn_err_wrap(rc, "open store of volume %s", vol->dir);
+		if ((rc = objstore_open(store_url, &so, &vol->os)))
+			return cairn_err_wrap(rc, "%s", store_ctx);
 		vol->own_os = 1;
 	}
 	return 0;
+}
+
+/* Step 2: the io_uring and the object store (the caller's, or our own). */
+static int open_uring_store(cairn_volume *vol, const vconf *c)
+{
+	char ctx[3200];
+	snprintf(ctx, sizeof ctx, "open store of volume %s", vol->dir);
+	return vol_open_uring_store(vol, c->store, ctx);
 }
 
 /* Step 3: this run's epoch: above volume.conf's and (shipping) every
@@ -583,26 +653,8 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
 	*out = NULL;
 	if (!dir || !*dir || strlen(dir) > 3000)
 		return cairn_errf(CAIRN_E_INVAL, "open: bad volume directory");
-	vol = calloc(1, sizeof *vol);
-	if (!vol)
-		return cairn_errf(CAIRN_E_NOMEM, "open volume %s", dir);
-	vol->lock_fd = -1;
-	pthread_mutex_init(&vol->it_mu, NULL);
-	pthread_mutex_init(&vol->st_mu, NULL);
-	pthread_mutex_init(&vol->up_mu, NULL);
-	pthread_mutex_init(&vol->rd_mu, NULL);
-	pthread_mutex_init(&vol->gc_mu, NULL);
-	pthread_mutex_init(&vol->gc_wmu, NULL);
-	pthread_cond_init(&vol->gc_cv, NULL);
-	pthread_cond_init(&vol->up_cv, NULL);
-	pthread_cond_init(&vol->done_cv, NULL);
-	vol->dir = strdup(dir);
-	vol->ibuckets = 4096;
-	vol->itab = calloc(vol->ibuckets, sizeof *vol->itab);
-	if (!vol->dir || !vol->itab) {
-		rc = cairn_errf(CAIRN_E_NOMEM, "open volume %s", dir);
-		goto fail;
-	}
+	if ((rc = vol_alloc(dir, 4096, "open volume", &vol)))
+		return rc;
 	if (opts)
 		vol->o = *opts;
 	if (vol->o.durability != CAIRN_DUR_LOCAL && vol->o.durability != CAIRN_DUR_REMOTE) {
@@ -690,27 +742,7 @@ int volume_close(cairn_volume *vol)
 	vol_threads_stop(vol);
 	vol_ship_stop(vol);
 	vol_prune_queued(vol);
-	pthread_mutex_lock(&vol->it_mu);
-	for (size_t b = 0; b < vol->ibuckets; b++) {
-		vinode *vi = vol->itab[b];
-		while (vi) {
-			vinode *nx = vi->hnext;
-			vbuf *x = vi->head;
-			vol_stream_free(vol, vi);  /* left by a failure */
-			vol_ra_free(vi);
-			while (x) {
-				vbuf *n = x->next;
-				free(x->data);
-				free(x);
-				x = n;
-			}
-			pthread_rwlock_destroy(&vi->lk);
-			free(vi);
-			vi = nx;
-		}
-		vol->itab[b] = NULL;
-	}
-	pthread_mutex_unlock(&vol->it_mu);
+	vol_vinodes_free(vol);
 	pthread_mutex_lock(&vol->st_mu);
 	if (vol->w) {
 		seg_writer_close(vol->w);

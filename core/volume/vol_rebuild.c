@@ -44,61 +44,8 @@
 #include "cairn/codec.h"
 #include "vol_int.h"
 
-#define TEXT_MAX 4096                 /* small text objects */
 #define LOGOBJ_MAX (64ull << 20)      /* log objects are at most 16 MiB */
 #define IMG_PIECE (8u << 20)          /* image download granularity */
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- listing ---- */
-
-typedef int (*list_fn)(const cairn_obj_entry *e, void *arg);
-
-static int list_all(cairn_objstore *os, const char *prefix, list_fn cb, void *arg)
-{
-	char *token = NULL;
-	int rc = 0;
-	do {
-		cairn_obj_list l = { 0 };
-		rc = objstore_list(os, prefix, token, 1000, &l);
-		free(token);
-		token = NULL;
-		if (rc)
-			return cairn_err_wrap(rc, "list %s", prefix);
-		for (size_t i = 0; !rc && i < l.n; i++)
-			rc = cb(&l.v[i], arg);
-		if (!rc && l.next) {
-			token = strdup(l.next);
-			if (!token)
-				rc = cairn_errf(CAIRN_E_NOMEM, "list %s", prefix);
-		}
-		objstore_list_free(&l);
-	} while (!rc && token);
-	free(token);
-	return rc;
-}
-
-/* 16 lower-case hex digits, exactly. */
-static int hex16(const char *s, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-	if (n != 16)
-		return -1;
-	for (size_t i = 0; i < 16; i++) {
-		char c = s[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return -1;
-		v = v << 4 | (uint64_t)d;
-	}
-	*out = v;
-	return 0;
-}
 
 typedef struct u64v {
 	uint64_t *v;
@@ -171,7 +118,7 @@ int vol_shipped_find(cairn_objstore *os, const char *uuid, uint8_t out[16])
 	}
 	/* Listing v/ walks every key of every volume: recovery is rare and
 	 * the store has no delimiter listing in its contract. */
-	if ((rc = list_all(os, "v/", uuid_cb, &u)))
+	if ((rc = vol_store_list(os, "v/", uuid_cb, &u)))
 		goto out;
 	if (u.n == 0) {
 		rc = cairn_errf(CAIRN_E_NOTFOUND, "store %s holds no cairn volume (nothing "
@@ -193,126 +140,13 @@ out:
 	return rc;
 }
 
-/* ---- whole objects and text objects ---- */
-
-int vol_shipped_get(cairn_objstore *os, const char *key, uint64_t max, uint8_t **buf,
-		    size_t *len)
-{
-	cairn_obj_info inf;
-	uint64_t got = 0;
-	uint8_t *b;
-	int rc;
-
-	*buf = NULL;
-	*len = 0;
-	if ((rc = objstore_head(os, key, &inf)))
-		return rc;
-	if (inf.size > max)
-		return cairn_errf(CAIRN_E_CORRUPT, "object %s is %" PRIu64 " bytes, more than "
-				  "the %" PRIu64 " such an object may have", key, inf.size, max);
-	/* one byte more than the listing said: an object that grew between
-	 * the head and the get is seen as such */
-	b = malloc(inf.size + 1);
-	if (!b)
-		return cairn_errf(CAIRN_E_NOMEM, "object %s of %" PRIu64 " bytes", key, inf.size);
-	if ((rc = objstore_get(os, key, 0, b, inf.size + 1, &got))) {
-		free(b);
-		return rc;
-	}
-	if (got != inf.size) {
-		free(b);
-		return cairn_errf(CAIRN_E_CORRUPT, "object %s: read %" PRIu64 " bytes, its "
-				  "size is %" PRIu64, key, got, inf.size);
-	}
-	*buf = b;
-	*len = (size_t)got;
-	return 0;
-}
-
-typedef struct tkv {
-	const char *key;
-	int have;
-	char val[200];
-} tkv;
-
-/* "<magic> <version>\n" then "key = value" lines, each key of kv at most
- * once, no other key (docs/log-shipping.md). */
-static int text_parse(const char *objkey, const uint8_t *buf, size_t len,
-		      const char *magic, tkv *kv, size_t nkv)
-{
-	char text[TEXT_MAX + 1], *save = NULL;
-	int have_magic = 0, lineno = 0;
-
-	if (len > TEXT_MAX)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: %zu bytes, too long", objkey, len);
-	memcpy(text, buf, len);
-	text[len] = 0;
-	if (strlen(text) != len)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: a NUL byte in a text object", objkey);
-	for (char *ln = strtok_r(text, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
-		lineno++;
-		if (!ln[0] || ln[0] == '#')
-			continue;
-		if (!have_magic) {
-			size_t ml = strlen(magic);
-			char *end;
-			if (strncmp(ln, magic, ml) != 0 || ln[ml] != ' ')
-				return cairn_errf(CAIRN_E_CORRUPT, "%s: not a '%s' object", objkey,
-						  magic);
-			errno = 0;
-			unsigned long v = strtoul(ln + ml + 1, &end, 10);
-			if (errno || *end || end == ln + ml + 1)
-				return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: bad version", objkey,
-						  lineno);
-			if (v != 1)
-				return cairn_errf(CAIRN_E_VERSION, "%s: %s version %lu is unknown "
-						  "(this cairn reads version 1)", objkey, magic, v);
-			have_magic = 1;
-			continue;
-		}
-		char *eq = strstr(ln, " = ");
-		if (!eq)
-			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: expected 'key = value'",
-					  objkey, lineno);
-		*eq = 0;
-		size_t i;
-		for (i = 0; i < nkv && strcmp(kv[i].key, ln) != 0; i++)
-			;
-		if (i == nkv)
-			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: unknown key '%s'", objkey,
-					  lineno, ln);
-		if (kv[i].have)
-			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: '%s' given twice", objkey,
-					  lineno, ln);
-		if (strlen(eq + 3) >= sizeof kv[i].val)
-			return cairn_errf(CAIRN_E_CORRUPT, "%s:%d: value of '%s' too long",
-					  objkey, lineno, ln);
-		snprintf(kv[i].val, sizeof kv[i].val, "%s", eq + 3);
-		kv[i].have = 1;
-	}
-	if (!have_magic)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: empty", objkey);
-	return 0;
-}
-
-static int kv_u64(const char *objkey, const tkv *kv, int base, uint64_t *out)
-{
-	char *end;
-	if (!kv->have)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: '%s' missing", objkey, kv->key);
-	errno = 0;
-	unsigned long long v = strtoull(kv->val, &end, base);
-	if (errno || *end || end == kv->val || kv->val[0] == '-' || kv->val[0] == '+')
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: bad %s '%s'", objkey, kv->key, kv->val);
-	*out = v;
-	return 0;
-}
+/* ---- meta/volume ---- */
 
 int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out)
 {
 	char key[CAIRN_KEY_MAX];
-	tkv kv[] = { { "uuid", 0, "" }, { "segment_size", 0, "" }, { "zstd_level", 0, "" },
-		     { "created_ms", 0, "" } };
+	vtkv kv[] = { { "uuid", 0, "" }, { "segment_size", 0, "" }, { "zstd_level", 0, "" },
+		      { "created_ms", 0, "" } };
 	uint8_t *buf = NULL, u[16];
 	size_t len;
 	uint64_t x;
@@ -320,7 +154,7 @@ int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out)
 
 	memset(out, 0, sizeof *out);
 	snprintf(key, sizeof key, "%smeta/volume", vpfx);
-	if ((rc = vol_shipped_get(os, key, TEXT_MAX, &buf, &len))) {
+	if ((rc = vol_shipped_get(os, key, VOL_TEXT_MAX, &buf, &len))) {
 		if (rc != CAIRN_E_NOTFOUND)
 			return cairn_err_wrap(rc, "read %s", key);
 		cairn_obj_list l = { 0 };
@@ -333,7 +167,7 @@ int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out)
 				  "never shipped its metadata (was it written by a "
 				  "cairn without log shipping, or with no_ship?)", key, vpfx);
 	}
-	rc = text_parse(key, buf, len, "cairn-volume-meta", kv, 4);
+	rc = vol_text_parse(key, buf, len, "cairn-volume-meta", kv, 4);
 	free(buf);
 	if (rc)
 		return rc;
@@ -343,7 +177,7 @@ int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out)
 		return cairn_errf(CAIRN_E_CORRUPT, "%s names volume %s, not the one of its "
 				  "prefix", key, kv[0].val);
 	memcpy(out->uuid, u, 16);
-	if ((rc = kv_u64(key, &kv[1], 10, &out->segment_size)))
+	if ((rc = vol_text_u64(key, &kv[1], 10, &out->segment_size)))
 		return rc;
 	if (out->segment_size < (1u << 20) || out->segment_size > (4ull << 30))
 		return cairn_errf(CAIRN_E_CORRUPT, "%s: segment_size %" PRIu64 " out of range",
@@ -356,7 +190,7 @@ int vol_shipped_volume(cairn_objstore *os, const char *vpfx, vshipped_vol *out)
 			return cairn_errf(CAIRN_E_CORRUPT, "%s: bad or missing zstd_level", key);
 		out->zstd_level = (int)lv;
 	}
-	if (kv[3].have && (rc = kv_u64(key, &kv[3], 10, &x)))
+	if (kv[3].have && (rc = vol_text_u64(key, &kv[3], 10, &x)))
 		return rc;
 	return 0;
 }
@@ -373,7 +207,7 @@ static int lease_cb(const cairn_obj_entry *e, void *arg)
 	lease_scan *s = arg;
 	uint64_t ep;
 	const char *name = e->key + strlen(s->pfx);
-	if (hex16(name, strlen(name), &ep))
+	if (vol_hex16(name, strlen(name), &ep))
 		return 0;  /* not a lease (a temporary of another tool?) */
 	return u64v_push(&s->epochs, ep);
 }
@@ -392,14 +226,14 @@ static int leases_check(cairn_objstore *os, const char *vpfx, uint64_t *max_epoc
 	*max_epoch = 0;
 	busy[0] = 0;
 	snprintf(pfx, sizeof pfx, "%smeta/lease/", vpfx);
-	if ((rc = list_all(os, pfx, lease_cb, &s)))
+	if ((rc = vol_store_list(os, pfx, lease_cb, &s)))
 		goto out;
 	if (!s.epochs.n)
 		goto out;
 	qsort(s.epochs.v, s.epochs.n, sizeof *s.epochs.v, u64_cmp);
 	*max_epoch = s.epochs.v[s.epochs.n - 1];
 	snprintf(key, sizeof key, "%s%016" PRIx64, pfx, *max_epoch);
-	rc = vol_shipped_get(os, key, TEXT_MAX, &buf, &len);
+	rc = vol_shipped_get(os, key, VOL_TEXT_MAX, &buf, &len);
 	if (rc == CAIRN_E_NOTFOUND) {  /* deleted since the listing */
 		cairn_err_clear();
 		rc = 0;
@@ -408,19 +242,19 @@ static int leases_check(cairn_objstore *os, const char *vpfx, uint64_t *max_epoc
 	if (rc)
 		goto out;
 	{
-		tkv kv[] = { { "epoch", 0, "" }, { "instance", 0, "" }, { "host", 0, "" },
-			     { "pid", 0, "" }, { "renewed_ms", 0, "" }, { "ttl_ms", 0, "" } };
+		vtkv kv[] = { { "epoch", 0, "" }, { "instance", 0, "" }, { "host", 0, "" },
+			      { "pid", 0, "" }, { "renewed_ms", 0, "" }, { "ttl_ms", 0, "" } };
 		uint64_t renewed, ttl, ep;
-		if ((rc = text_parse(key, buf, len, "cairn-lease", kv, 6)) ||
-		    (rc = kv_u64(key, &kv[0], 10, &ep)) ||
-		    (rc = kv_u64(key, &kv[4], 10, &renewed)) ||
-		    (rc = kv_u64(key, &kv[5], 10, &ttl)))
+		if ((rc = vol_text_parse(key, buf, len, "cairn-lease", kv, 6)) ||
+		    (rc = vol_text_u64(key, &kv[0], 10, &ep)) ||
+		    (rc = vol_text_u64(key, &kv[4], 10, &renewed)) ||
+		    (rc = vol_text_u64(key, &kv[5], 10, &ttl)))
 			goto out;
 		if (ep != *max_epoch) {
 			rc = cairn_errf(CAIRN_E_CORRUPT, "%s says epoch %" PRIu64, key, ep);
 			goto out;
 		}
-		uint64_t now = (uint64_t)wall_ms();
+		uint64_t now = (uint64_t)vol_wall_ms();
 		/* fresh: renewed less than ttl ago (sums checked: the numbers
 		 * come from the store) */
 		if (renewed <= UINT64_MAX - ttl && now < renewed + ttl)
@@ -447,7 +281,7 @@ static int lease_fence(cairn_objstore *os, const char *vpfx, uint64_t epoch,
 	vol_uuid_fmt(instance, is);
 	int n = snprintf(text, sizeof text, "cairn-lease 1\nepoch = %" PRIu64 "\ninstance = %s\n"
 			 "host = %s\npid = %ld\nrenewed_ms = %" PRId64 "\nttl_ms = 0\n", epoch,
-			 is, host, (long)getpid(), wall_ms());
+			 is, host, (long)getpid(), vol_wall_ms());
 	if (n < 0 || (size_t)n >= sizeof text)
 		return cairn_errf(CAIRN_E_RANGE, "lease text too long");
 	snprintf(key, sizeof key, "%smeta/lease/%016" PRIx64, vpfx, epoch);
@@ -469,7 +303,7 @@ static int segep_cb(const cairn_obj_entry *e, void *arg)
 	const char *p = e->key + strlen(s->pfx);
 	const char *slash = strchr(p, '/');
 	uint64_t ep;
-	if (slash && !hex16(p, (size_t)(slash - p), &ep) && ep > s->max)
+	if (slash && !vol_hex16(p, (size_t)(slash - p), &ep) && ep > s->max)
 		s->max = ep;
 	return 0;
 }
@@ -486,7 +320,7 @@ static int img_cb(const cairn_obj_entry *e, void *arg)
 	img_scan *s = arg;
 	const char *name = e->key + strlen(s->pfx);
 	uint64_t lsn;
-	if (hex16(name, strlen(name), &lsn))
+	if (vol_hex16(name, strlen(name), &lsn))
 		return 0;  /* the .mdb beside its manifest */
 	return u64v_push(&s->lsns, lsn);
 }
@@ -498,7 +332,7 @@ static int images_list(cairn_objstore *os, const char *vpfx, u64v *out)
 	img_scan s = { pfx, { 0 } };
 	int rc;
 	snprintf(pfx, sizeof pfx, "%smeta/image/", vpfx);
-	if ((rc = list_all(os, pfx, img_cb, &s))) {
+	if ((rc = vol_store_list(os, pfx, img_cb, &s))) {
 		free(s.lsns.v);
 		return rc;
 	}
@@ -524,8 +358,8 @@ static int image_fetch_one(cairn_objstore *os, const char *vpfx, uint64_t lsn,
 			   const char *path, vshipped_img *out)
 {
 	char mkey[CAIRN_KEY_MAX], dkey[CAIRN_KEY_MAX];
-	tkv kv[] = { { "lsn", 0, "" }, { "epoch", 0, "" }, { "size", 0, "" },
-		     { "crc32c", 0, "" }, { "time_ms", 0, "" } };
+	vtkv kv[] = { { "lsn", 0, "" }, { "epoch", 0, "" }, { "size", 0, "" },
+		      { "crc32c", 0, "" }, { "time_ms", 0, "" } };
 	uint8_t *buf = NULL, *piece = NULL;
 	uint64_t crc64, off = 0;
 	uint32_t crc = 0;
@@ -535,22 +369,22 @@ static int image_fetch_one(cairn_objstore *os, const char *vpfx, uint64_t lsn,
 	memset(out, 0, sizeof *out);
 	snprintf(mkey, sizeof mkey, "%smeta/image/%016" PRIx64, vpfx, lsn);
 	snprintf(dkey, sizeof dkey, "%s.mdb", mkey);
-	if ((rc = vol_shipped_get(os, mkey, TEXT_MAX, &buf, &len)))
+	if ((rc = vol_shipped_get(os, mkey, VOL_TEXT_MAX, &buf, &len)))
 		return cairn_err_wrap(rc, "read image manifest %s", mkey);
-	rc = text_parse(mkey, buf, len, "cairn-image", kv, 5);
+	rc = vol_text_parse(mkey, buf, len, "cairn-image", kv, 5);
 	free(buf);
 	buf = NULL;
-	if (rc || (rc = kv_u64(mkey, &kv[0], 10, &out->lsn)) ||
-	    (rc = kv_u64(mkey, &kv[1], 10, &out->epoch)) ||
-	    (rc = kv_u64(mkey, &kv[2], 10, &out->size)) ||
-	    (rc = kv_u64(mkey, &kv[3], 16, &crc64)))
+	if (rc || (rc = vol_text_u64(mkey, &kv[0], 10, &out->lsn)) ||
+	    (rc = vol_text_u64(mkey, &kv[1], 10, &out->epoch)) ||
+	    (rc = vol_text_u64(mkey, &kv[2], 10, &out->size)) ||
+	    (rc = vol_text_u64(mkey, &kv[3], 16, &crc64)))
 		return rc;
 	if (strlen(kv[3].val) != 8)
 		return cairn_errf(CAIRN_E_CORRUPT, "%s: crc32c '%s' is not 8 hex digits", mkey,
 				  kv[3].val);
 	if (kv[4].have) {
 		uint64_t t;
-		if ((rc = kv_u64(mkey, &kv[4], 10, &t)))
+		if ((rc = vol_text_u64(mkey, &kv[4], 10, &t)))
 			return rc;
 		if (t > (uint64_t)INT64_MAX / 1000000)
 			return cairn_errf(CAIRN_E_CORRUPT, "%s: time_ms %" PRIu64 " out of range",
@@ -680,7 +514,7 @@ static int wal_cb(const cairn_obj_entry *e, void *arg)
 	wal_scan *s = arg;
 	const char *name = e->key + strlen(s->pfx);
 	uint64_t lsn;
-	if (hex16(name, strlen(name), &lsn))
+	if (vol_hex16(name, strlen(name), &lsn))
 		return 0;
 	return u64v_push(&s->firsts, lsn);
 }
@@ -693,7 +527,7 @@ int vol_shipped_log_list(cairn_objstore *os, const char *vpfx, uint64_t **firsts
 	snprintf(pfx, sizeof pfx, "%smeta/wal/", vpfx);
 	*firsts = NULL;
 	*n = 0;
-	if ((rc = list_all(os, pfx, wal_cb, &s))) {
+	if ((rc = vol_store_list(os, pfx, wal_cb, &s))) {
 		free(s.firsts.v);
 		return rc;
 	}
@@ -757,7 +591,7 @@ int vol_shipped_apply(cairn_meta *m, const char *key, const uint8_t *buf, size_t
 	meta_logobj_hdr h;
 	const char *name = strrchr(key, '/');
 	name = name ? name + 1 : key;
-	if (hex16(name, strlen(name), &a.kfirst))
+	if (vol_hex16(name, strlen(name), &a.kfirst))
 		return cairn_errf(CAIRN_E_CORRUPT, "log object %s: the key names no LSN", key);
 	int rc = meta_logobj_decode(buf, len, &h, apply_cb, &a);
 	if (!rc && a.rc)
@@ -781,30 +615,11 @@ int vol_shipped_apply(cairn_meta *m, const char *key, const uint8_t *buf, size_t
 
 /* ---- recovery ---- */
 
-typedef struct inflight {
-	meta_seg *v;
-	size_t n, cap;
-	int rc;
-} inflight;
-
-static int inflight_cb(const meta_seg *s, void *arg)
+/* The states of a segment not (yet) in the store. */
+static int inflight_keep(const meta_seg *s)
 {
-	inflight *l = arg;
-	if (s->state != META_SEG_STAGING && s->state != META_SEG_SEALED &&
-	    s->state != META_SEG_UPLOADING)
-		return 0;
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? l->cap * 2 : 16;
-		meta_seg *nv = realloc(l->v, nc * sizeof *nv);
-		if (!nv) {
-			l->rc = cairn_errf(CAIRN_E_NOMEM, "segment list");
-			return 1;
-		}
-		l->v = nv;
-		l->cap = nc;
-	}
-	l->v[l->n++] = *s;
-	return 0;
+	return s->state == META_SEG_STAGING || s->state == META_SEG_SEALED ||
+	       s->state == META_SEG_UPLOADING;
 }
 
 typedef struct deadop {
@@ -834,17 +649,10 @@ static int dead_fn(meta_txn *t, void *arg)
  * finished) become gc's to delete; multipart uploads are aborted. */
 static int settle_inflight(cairn_meta *m, cairn_objstore *os)
 {
-	inflight l = { 0 };
-	meta_txn *t;
+	vseglist l;
 	int rc;
 
-	if ((rc = meta_read_begin(m, &t)))
-		return rc;
-	rc = meta_seg_list(t, 0, inflight_cb, &l);
-	meta_read_end(t);
-	if (!rc)
-		rc = l.rc;
-	if (rc || !l.n)
+	if ((rc = vol_seglist_load(m, inflight_keep, &l)) || !l.n)
 		goto out;
 	for (size_t i = 0; i < l.n; i++) {
 		if (l.v[i].nchunks)
@@ -1048,7 +856,7 @@ int volume_recover_store(const char *dir, const cairn_recover_opts *o,
 		char spfx[CAIRN_KEY_MAX];
 		seg_scan ss = { spfx, 0 };
 		snprintf(spfx, sizeof spfx, "%sseg/", vpfx);
-		if ((rc = list_all(os, spfx, segep_cb, &ss)))
+		if ((rc = vol_store_list(os, spfx, segep_cb, &ss)))
 			goto out;
 		uint64_t e = ss.max > lease_max ? ss.max : lease_max;
 		if (im.epoch > e)

@@ -110,13 +110,6 @@ struct vship {
 	char img_path[4096];
 };
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t wall_ns(void)
 {
 	struct timespec ts;
@@ -124,184 +117,18 @@ static int64_t wall_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- small store helpers ---- */
-
-typedef struct klist {
-	char **k;
-	size_t n, cap;
-} klist;
-
-static void klist_free(klist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->k[i]);
-	free(l->k);
-	memset(l, 0, sizeof *l);
-}
-
-static int kcmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every key under prefix, sorted. */
-static int list_all(cairn_objstore *os, const char *prefix, klist *out)
-{
-	char *token = NULL;
-	int rc = 0;
-	memset(out, 0, sizeof *out);
-	do {
-		cairn_obj_list l;
-		memset(&l, 0, sizeof l);
-		rc = objstore_list(os, prefix, token, 1000, &l);
-		free(token);
-		token = NULL;
-		if (rc)
-			break;
-		for (size_t i = 0; i < l.n && !rc; i++) {
-			if (out->n == out->cap) {
-				size_t nc = out->cap ? out->cap * 2 : 64;
-				char **nk = realloc(out->k, nc * sizeof *nk);
-				if (!nk) {
-					rc = cairn_errf(CAIRN_E_NOMEM, "list %s", prefix);
-					break;
-				}
-				out->k = nk;
-				out->cap = nc;
-			}
-			if (!(out->k[out->n] = strdup(l.v[i].key)))
-				rc = cairn_errf(CAIRN_E_NOMEM, "list %s", prefix);
-			else
-				out->n++;
-		}
-		if (!rc && l.next && !(token = strdup(l.next)))
-			rc = cairn_errf(CAIRN_E_NOMEM, "list %s", prefix);
-		objstore_list_free(&l);
-	} while (!rc && token);
-	free(token);
-	if (rc) {
-		klist_free(out);
-		return rc;
-	}
-	if (out->n)  /* qsort(NULL, 0, ...) is undefined */
-		qsort(out->k, out->n, sizeof *out->k, kcmp);
-	return 0;
-}
-
-/* The whole object (at most max bytes), NUL-terminated for text. */
-static int get_all(cairn_objstore *os, const char *key, uint64_t max, uint8_t **out,
-		   size_t *len)
-{
-	cairn_obj_info info;
-	uint64_t got = 0;
-	uint8_t *buf;
-	int rc;
-
-	*out = NULL;
-	*len = 0;
-	if ((rc = objstore_head(os, key, &info)))
-		return rc;
-	if (info.size > max)
-		return cairn_errf(CAIRN_E_CORRUPT, "object %s: %" PRIu64 " bytes, more than %"
-				  PRIu64, key, info.size, max);
-	if (!(buf = malloc(info.size + 1)))
-		return cairn_errf(CAIRN_E_NOMEM, "read %s", key);
-	if (info.size && (rc = objstore_get(os, key, 0, buf, info.size, &got))) {
-		free(buf);
-		return rc;
-	}
-	if (got != info.size) {
-		free(buf);
-		return cairn_errf(CAIRN_E_CORRUPT, "object %s: read %" PRIu64 " of %" PRIu64
-				  " bytes", key, got, info.size);
-	}
-	buf[info.size] = 0;
-	*out = buf;
-	*len = info.size;
-	return 0;
-}
-
-/* "<prefix><16 hex>" -> the number; -1 if key is not that. */
-static int key_hex(const char *key, const char *prefix, const char *suffix, uint64_t *out)
-{
-	size_t pl = strlen(prefix), sl = strlen(suffix);
-	uint64_t x = 0;
-	if (strncmp(key, prefix, pl) != 0 || strlen(key) != pl + 16 + sl ||
-	    strcmp(key + pl + 16, suffix) != 0)
-		return -1;
-	for (size_t i = 0; i < 16; i++) {
-		char c = key[pl + i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (v < 0)
-			return -1;
-		x = x << 4 | (uint64_t)v;
-	}
-	*out = x;
-	return 0;
-}
-
 /* ---- versioned text objects (docs/log-shipping.md) ---- */
 
-#define TEXT_MAXF 12
-typedef struct tfields {
-	const char *k[TEXT_MAXF];
-	const char *v[TEXT_MAXF];
-	int n;
-} tfields;
-
-/* Parse "<magic> 1\nk = v\n..." in place.  CAIRN_E_CORRUPT, CAIRN_E_VERSION. */
-static int text_parse(char *text, const char *magic, const char *what, tfields *f)
+/* A number of a text object that this side keeps as int64_t. */
+static int text_i64(const char *what, const vtkv *kv, int64_t *out)
 {
-	char *save = NULL, *line;
-	size_t ml = strlen(magic);
-	int first = 1;
-	f->n = 0;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (first) {
-			char *end;
-			if (strncmp(line, magic, ml) != 0 || line[ml] != ' ')
-				return cairn_errf(CAIRN_E_CORRUPT, "%s: not a %s object", what, magic);
-			errno = 0;
-			unsigned long v = strtoul(line + ml + 1, &end, 10);
-			if (errno || *end)
-				return cairn_errf(CAIRN_E_CORRUPT, "%s: bad version line", what);
-			if (v != TEXT_VERSION)
-				return cairn_errf(CAIRN_E_VERSION, "%s: version %lu is not supported "
-						  "(this cairn reads %d)", what, v, TEXT_VERSION);
-			first = 0;
-			continue;
-		}
-		char *eq = strstr(line, " = ");
-		if (!eq || f->n == TEXT_MAXF)
-			return cairn_errf(CAIRN_E_CORRUPT, "%s: bad line '%.40s'", what, line);
-		*eq = 0;
-		f->k[f->n] = line;
-		f->v[f->n++] = eq + 3;
-	}
-	if (first)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: empty", what);
-	return 0;
-}
-
-static const char *tget(const tfields *f, const char *k)
-{
-	for (int i = 0; i < f->n; i++)
-		if (!strcmp(f->k[i], k))
-			return f->v[i];
-	return NULL;
-}
-
-static int tget_i64(const tfields *f, const char *k, const char *what, int64_t *out)
-{
-	const char *v = tget(f, k);
-	char *end;
-	if (!v)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: no '%s'", what, k);
-	errno = 0;
-	long long x = strtoll(v, &end, 10);
-	if (errno || *end || !*v)
-		return cairn_errf(CAIRN_E_CORRUPT, "%s: bad %s '%.40s'", what, k, v);
-	*out = x;
+	uint64_t x;
+	int rc = vol_text_u64(what, kv, 10, &x);
+	if (rc)
+		return rc;
+	if (x > (uint64_t)INT64_MAX)
+		return cairn_errf(CAIRN_E_CORRUPT, "%s: bad %s '%s'", what, kv->key, kv->val);
+	*out = (int64_t)x;
 	return 0;
 }
 
@@ -312,24 +139,23 @@ typedef struct vlease {
 	int64_t pid, renewed_ms, ttl_ms;
 } vlease;
 
-static int lease_parse(char *text, const char *what, vlease *l)
+static int lease_parse(const uint8_t *buf, size_t len, const char *what, vlease *l)
 {
-	tfields f;
-	int64_t e;
-	const char *v;
+	vtkv kv[] = { { "epoch", 0, "" }, { "instance", 0, "" }, { "host", 0, "" },
+		      { "pid", 0, "" }, { "renewed_ms", 0, "" }, { "ttl_ms", 0, "" } };
+	int64_t e = 0;
 	int rc;
 	memset(l, 0, sizeof *l);
-	if ((rc = text_parse(text, LEASE_MAGIC, what, &f)))
+	if ((rc = vol_text_parse(what, buf, len, LEASE_MAGIC, kv, 6)))
 		return rc;
-	if ((rc = tget_i64(&f, "epoch", what, &e)) || (rc = tget_i64(&f, "pid", what, &l->pid)) ||
-	    (rc = tget_i64(&f, "renewed_ms", what, &l->renewed_ms)) ||
-	    (rc = tget_i64(&f, "ttl_ms", what, &l->ttl_ms)))
+	if ((rc = text_i64(what, &kv[0], &e)) || (rc = text_i64(what, &kv[3], &l->pid)) ||
+	    (rc = text_i64(what, &kv[4], &l->renewed_ms)) ||
+	    (rc = text_i64(what, &kv[5], &l->ttl_ms)))
 		return rc;
 	l->epoch = (uint64_t)e;
-	if (!(v = tget(&f, "instance")) || vol_uuid_parse(v, l->instance))
+	if (!kv[1].have || vol_uuid_parse(kv[1].val, l->instance))
 		return cairn_errf(CAIRN_E_CORRUPT, "%s: bad or no instance", what);
-	v = tget(&f, "host");
-	snprintf(l->host, sizeof l->host, "%s", v ? v : "?");
+	snprintf(l->host, sizeof l->host, "%s", kv[2].have ? kv[2].val : "?");
 	return 0;
 }
 
@@ -340,7 +166,7 @@ static int lease_text(struct vship *s, int64_t ttl_ms, char *buf, size_t size)
 	int n = snprintf(buf, size, "%s %d\nepoch = %" PRIu64 "\ninstance = %s\nhost = %s\n"
 			 "pid = %ld\nrenewed_ms = %" PRId64 "\nttl_ms = %" PRId64 "\n",
 			 LEASE_MAGIC, TEXT_VERSION, s->epoch, is, s->host, (long)getpid(),
-			 wall_ms(), ttl_ms);
+			 vol_wall_ms(), ttl_ms);
 	if (n < 0 || (size_t)n >= size)
 		return cairn_errf(CAIRN_E_RANGE, "lease text too long");
 	return n;
@@ -421,7 +247,7 @@ static uint64_t get_shipped(struct vship *s)
 static int lease_newest(struct vship *s, vlease *out, int *have)
 {
 	char pfx[128], key[160], what[200];
-	klist l;
+	vkeys l;
 	uint64_t e, best = 0;
 	uint8_t *buf;
 	size_t len;
@@ -430,19 +256,19 @@ static int lease_newest(struct vship *s, vlease *out, int *have)
 	*have = 0;
 	memset(out, 0, sizeof *out);
 	snprintf(pfx, sizeof pfx, "%slease/", s->pfx);
-	if ((rc = list_all(s->vol->os, pfx, &l)))
-		return cairn_err_wrap(rc, "list %s", pfx);
+	if ((rc = vol_store_keys(s->vol->os, pfx, &l)))
+		return rc;
 	for (size_t i = 0; i < l.n; i++)
-		if (!key_hex(l.k[i], pfx, "", &e) && e > best)
+		if (!vol_key_hex(l.k[i], pfx, &e) && e > best)
 			best = e;
-	klist_free(&l);
+	vol_keys_free(&l);
 	if (!best)
 		return 0;
 	snprintf(key, sizeof key, "%s%016" PRIx64, pfx, best);
-	if ((rc = get_all(s->vol->os, key, 64 << 10, &buf, &len)))
+	if ((rc = vol_shipped_get(s->vol->os, key, VOL_TEXT_MAX, &buf, &len)))
 		return cairn_err_wrap(rc, "read lease %s", key);
 	snprintf(what, sizeof what, "lease %s", key);
-	rc = lease_parse((char *)buf, what, out);
+	rc = lease_parse(buf, len, what, out);
 	free(buf);
 	if (rc)
 		return rc;
@@ -454,7 +280,7 @@ static int lease_newest(struct vship *s, vlease *out, int *have)
 
 static int lease_fresh(const vlease *l)
 {
-	int64_t age = wall_ms() - l->renewed_ms;
+	int64_t age = vol_wall_ms() - l->renewed_ms;
 	return l->ttl_ms > 0 && age < l->ttl_ms;
 }
 
@@ -465,7 +291,7 @@ static int lease_busy(struct vship *s, const vlease *l)
 			  ", epoch %" PRIu64 " (lease renewed %" PRId64 " ms ago, ttl %" PRId64
 			  " ms); stop that writer, or take the volume over with --takeover "
 			  "(opts.takeover), which fences it", s->vol->dir, l->host, l->pid,
-			  l->epoch, wall_ms() - l->renewed_ms, l->ttl_ms);
+			  l->epoch, vol_wall_ms() - l->renewed_ms, l->ttl_ms);
 }
 
 static int lease_put(struct vship *s, int create, int64_t ttl_ms)
@@ -489,27 +315,28 @@ static int lease_put(struct vship *s, int create, int64_t ttl_ms)
 /* meta/volume: created once; a later writer checks it is this volume's. */
 static int volmeta_check(struct vship *s)
 {
-	char key[160], text[1024], us[37], what[200];
+	char key[160], text[1024], us[37];
+	vtkv kv[] = { { "uuid", 0, "" }, { "segment_size", 0, "" }, { "zstd_level", 0, "" },
+		      { "created_ms", 0, "" } };
 	uint8_t *buf;
 	size_t len;
-	tfields f;
 	int rc, n;
 
 	vol_uuid_fmt(s->vol->uuid, us);
 	snprintf(key, sizeof key, "%svolume", s->pfx);
 	n = snprintf(text, sizeof text, "%s %d\nuuid = %s\nsegment_size = %" PRIu64
 		     "\nzstd_level = %d\ncreated_ms = %" PRId64 "\n", VMETA_MAGIC,
-		     TEXT_VERSION, us, s->vol->conf_segment_size, s->vol->zstd_level, wall_ms());
+		     TEXT_VERSION, us, s->vol->conf_segment_size, s->vol->zstd_level,
+		     vol_wall_ms());
 	rc = objstore_put_if_absent(s->vol->os, key, text, (size_t)n);
 	if (rc != CAIRN_E_EXISTS)
 		return rc;
 	cairn_err_clear();
-	if ((rc = get_all(s->vol->os, key, 64 << 10, &buf, &len)))
+	if ((rc = vol_shipped_get(s->vol->os, key, VOL_TEXT_MAX, &buf, &len)))
 		return rc;
-	snprintf(what, sizeof what, "%s", key);
-	rc = text_parse((char *)buf, VMETA_MAGIC, what, &f);
+	rc = vol_text_parse(key, buf, len, VMETA_MAGIC, kv, 4);
 	if (!rc) {
-		const char *u = tget(&f, "uuid");
+		const char *u = kv[0].have ? kv[0].val : NULL;
 		if (!u || strcmp(u, us) != 0)
 			rc = cairn_errf(CAIRN_E_CORRUPT, "%s names volume %s, not %s", key,
 					u ? u : "(none)", us);
@@ -697,7 +524,7 @@ static int obj_matches_local(struct vship *s, const char *key, int *same, uint64
 	int rc;
 
 	*same = 0;
-	if ((rc = get_all(s->vol->os, key, SHIP_GET_MAX, &buf, &len)))
+	if ((rc = vol_shipped_get(s->vol->os, key, SHIP_GET_MAX, &buf, &len)))
 		return rc;
 	rc = meta_logobj_decode(buf, len, &h, dec_cb, &d);
 	if (!rc && d.rc)
@@ -732,36 +559,37 @@ out:
 static int image_list(struct vship *s, uint64_t **lsns, size_t *n)
 {
 	char pfx[128];
-	klist l;
+	vkeys l;
 	uint64_t x;
 	int rc;
 	*lsns = NULL;
 	*n = 0;
 	snprintf(pfx, sizeof pfx, "%simage/", s->pfx);
-	if ((rc = list_all(s->vol->os, pfx, &l)))
-		return cairn_err_wrap(rc, "list %s", pfx);
+	if ((rc = vol_store_keys(s->vol->os, pfx, &l)))
+		return rc;
 	if (l.n && !(*lsns = calloc(l.n, sizeof **lsns)))
 		rc = cairn_errf(CAIRN_E_NOMEM, "list %s", pfx);
 	for (size_t i = 0; !rc && i < l.n; i++)
-		if (!key_hex(l.k[i], pfx, "", &x))
+		if (!vol_key_hex(l.k[i], pfx, &x))
 			(*lsns)[(*n)++] = x;   /* manifests only; sorted */
-	klist_free(&l);
+	vol_keys_free(&l);
 	return rc;
 }
 
 static int manifest_read(struct vship *s, uint64_t lsn, int64_t *time_ms)
 {
 	char key[160];
+	vtkv kv[] = { { "lsn", 0, "" }, { "epoch", 0, "" }, { "size", 0, "" },
+		      { "crc32c", 0, "" }, { "time_ms", 0, "" } };
 	uint8_t *buf;
 	size_t len;
-	tfields f;
 	int rc;
 	snprintf(key, sizeof key, "%simage/%016" PRIx64, s->pfx, lsn);
-	if ((rc = get_all(s->vol->os, key, 64 << 10, &buf, &len)))
+	if ((rc = vol_shipped_get(s->vol->os, key, VOL_TEXT_MAX, &buf, &len)))
 		return rc;
-	rc = text_parse((char *)buf, IMAGE_MAGIC, key, &f);
+	rc = vol_text_parse(key, buf, len, IMAGE_MAGIC, kv, 5);
 	if (!rc)
-		rc = tget_i64(&f, "time_ms", key, time_ms);
+		rc = text_i64(key, &kv[4], time_ms);
 	free(buf);
 	return rc;
 }
@@ -774,7 +602,7 @@ static int store_scan(struct vship *s)
 	uint64_t *imgs = NULL, lf = 0, ll = 0, end = 0, wlast = 0, wepoch = 0, f;
 	size_t nimg = 0;
 	int64_t itime = 0;
-	klist l = { 0 };
+	vkeys l = { 0 };
 	int rc, same = 1;
 
 	if ((rc = image_list(s, &imgs, &nimg)))
@@ -782,14 +610,12 @@ static int store_scan(struct vship *s)
 	if (nimg && (rc = manifest_read(s, imgs[nimg - 1], &itime)))
 		goto out;
 	snprintf(pfx, sizeof pfx, "%swal/", s->pfx);
-	if ((rc = list_all(vol->os, pfx, &l))) {
-		rc = cairn_err_wrap(rc, "list %s", pfx);
+	if ((rc = vol_store_keys(vol->os, pfx, &l)))
 		goto out;
-	}
 	if ((rc = meta_wal_bounds(vol->meta, &lf, &ll)))
 		goto out;
 	for (size_t i = l.n; i-- > 0;) {
-		if (key_hex(l.k[i], pfx, "", &f))
+		if (vol_key_hex(l.k[i], pfx, &f))
 			continue;
 		if ((rc = obj_matches_local(s, l.k[i], &same, &wlast, &wepoch)))
 			goto out;
@@ -828,7 +654,7 @@ static int store_scan(struct vship *s)
 	s->checked = 1;
 	pthread_mutex_unlock(&s->mu);
 out:
-	klist_free(&l);
+	vol_keys_free(&l);
 	free(imgs);
 	return rc;
 }
@@ -1291,7 +1117,7 @@ static int image_upload(struct vship *s, uint64_t lsn)
 	if ((rc = image_put(vol->os, key, fd, (uint64_t)st.st_size)))
 		goto out;
 	snprintf(key, sizeof key, "%simage/%016" PRIx64, s->pfx, lsn);
-	int64_t now = wall_ms();
+	int64_t now = vol_wall_ms();
 	n = snprintf(text, sizeof text, "%s %d\nlsn = %" PRIu64 "\nepoch = %" PRIu64
 		     "\nsize = %" PRIu64 "\ncrc32c = %08" PRIx32 "\ntime_ms = %" PRId64 "\n",
 		     IMAGE_MAGIC, TEXT_VERSION, lsn, s->epoch, (uint64_t)st.st_size, crc, now);
@@ -1393,7 +1219,7 @@ static int image_step(struct vship *s)
 	if (shipped <= ilsn)
 		return 0;
 	if (since < vol->o.image_log_bytes &&
-	    wall_ms() - iw < (int64_t)vol->o.image_interval_ms)
+	    vol_wall_ms() - iw < (int64_t)vol->o.image_interval_ms)
 		return 0;
 	return image_write(s);
 }
@@ -1407,7 +1233,7 @@ static int trim_step(struct vship *s)
 	uint64_t *imgs = NULL, cut = 0, f;
 	size_t nimg = 0;
 	char pfx[128];
-	klist l = { 0 };
+	vkeys l = { 0 };
 	const char **del = NULL;
 	size_t ndel = 0;
 	int rc;
@@ -1426,7 +1252,7 @@ static int trim_step(struct vship *s)
 		int64_t t;
 		if ((rc = manifest_read(s, imgs[i], &t)))
 			goto out;
-		if (wall_ms() - t >= vol->o.ship_retention_ms) {
+		if (vol_wall_ms() - t >= vol->o.ship_retention_ms) {
 			cut = imgs[i];
 			break;
 		}
@@ -1434,7 +1260,7 @@ static int trim_step(struct vship *s)
 	if (!cut)
 		goto out;
 	snprintf(pfx, sizeof pfx, "%swal/", s->pfx);
-	if ((rc = list_all(vol->os, pfx, &l)))
+	if ((rc = vol_store_keys(vol->os, pfx, &l)))
 		goto out;
 	if (!(del = calloc(l.n + 2 * nimg + 1, sizeof *del))) {
 		rc = cairn_errf(CAIRN_E_NOMEM, "ship: trim");
@@ -1443,7 +1269,7 @@ static int trim_step(struct vship *s)
 	/* an object ends where the next begins */
 	for (size_t i = 0; i + 1 < l.n; i++) {
 		uint64_t nf;
-		if (key_hex(l.k[i], pfx, "", &f) || key_hex(l.k[i + 1], pfx, "", &nf))
+		if (vol_key_hex(l.k[i], pfx, &f) || vol_key_hex(l.k[i + 1], pfx, &nf))
 			continue;
 		if (nf && nf - 1 <= cut)
 			del[ndel++] = l.k[i];
@@ -1476,7 +1302,7 @@ static int trim_step(struct vship *s)
 	free(ik);
 out:
 	free(del);
-	klist_free(&l);
+	vol_keys_free(&l);
 	free(imgs);
 	return rc;
 }

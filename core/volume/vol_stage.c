@@ -873,15 +873,19 @@ int vol_chunk_read(cairn_volume *vol, const meta_chunk *c, const meta_seg *s,
 
 /* ---- recovery and cache control ---- */
 
-typedef struct seglist {
-	meta_seg *v;
-	size_t n, cap;
-	int rc;
-} seglist;
+typedef vseglist seglist;
+
+typedef struct seglist_ctx {
+	vseglist *l;
+	int (*keep)(const meta_seg *s);
+} seglist_ctx;
 
 static int seglist_cb(const meta_seg *s, void *arg)
 {
-	seglist *l = arg;
+	seglist_ctx *c = arg;
+	vseglist *l = c->l;
+	if (c->keep && !c->keep(s))
+		return 0;
 	if (l->n == l->cap) {
 		size_t nc = l->cap ? l->cap * 2 : 64;
 		meta_seg *nv = realloc(l->v, nc * sizeof *nv);
@@ -896,18 +900,28 @@ static int seglist_cb(const meta_seg *s, void *arg)
 	return 0;
 }
 
-static int seglist_load(cairn_volume *vol, seglist *l)
+int vol_seglist_load(cairn_meta *m, int (*keep)(const meta_seg *s), vseglist *l)
 {
+	seglist_ctx c = { l, keep };
 	meta_txn *t;
 	int rc;
 	memset(l, 0, sizeof *l);
-	if ((rc = meta_read_begin(vol->meta, &t)))
+	if ((rc = meta_read_begin(m, &t)))
 		return rc;
-	rc = meta_seg_list(t, 0, seglist_cb, l);
+	rc = meta_seg_list(t, 0, seglist_cb, &c);
 	meta_read_end(t);
 	if (!rc)
 		rc = l->rc;
+	if (rc) {
+		free(l->v);
+		memset(l, 0, sizeof *l);
+	}
 	return rc;
+}
+
+static int seglist_load(cairn_volume *vol, seglist *l)
+{
+	return vol_seglist_load(vol->meta, NULL, l);
 }
 
 static int recover_staging(cairn_volume *vol, const meta_seg *s)
