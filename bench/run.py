@@ -175,6 +175,34 @@ def _fs_of(path):
     return info
 
 
+def _reclaim():
+    """Proactive reclaim that empties 'warm' caches behind every system's
+    back: DAMON kdamonds with a pageout scheme (this VM runs one)."""
+    root = "/sys/kernel/mm/damon/admin/kdamonds"
+    out = []
+    for k in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        kd = os.path.join(root, k)
+        if not k.isdigit() or _read(os.path.join(kd, "state")).strip() != "on":
+            continue
+        ctx = os.path.join(kd, "contexts", "0")
+        aggr = _read(os.path.join(ctx, "monitoring_attrs", "intervals",
+                                  "aggr_us")).strip()
+        sch = os.path.join(ctx, "schemes")
+        for s in sorted(os.listdir(sch)) if os.path.isdir(sch) else []:
+            if not s.isdigit():
+                continue
+            act = _read(os.path.join(sch, s, "action")).strip()
+            age = _read(os.path.join(sch, s, "access_pattern", "age",
+                                     "min")).strip()
+            try:
+                idle = "%.0f s" % (int(age) * int(aggr) / 1e6)
+            except ValueError:
+                idle = "?"
+            out.append("DAMON kdamond %s: %s of memory idle for %s or more"
+                       % (k, act or "?", idle))
+    return "; ".join(out) or None
+
+
 def collect_env(build_dir, bench_dir):
     cpu = "unknown"
     for line in _read("/proc/cpuinfo").splitlines():
@@ -205,6 +233,7 @@ def collect_env(build_dir, bench_dir):
         "cores_usable": len(os.sched_getaffinity(0)),
         "loadavg": _read("/proc/loadavg").split()[:3],
         "memory_bytes": mem,
+        "proactive_reclaim": _reclaim(),
         "bench_dir_fs": _fs_of(bench_dir),
         "io_uring_disabled": _read(
             "/proc/sys/kernel/io_uring_disabled").strip() or None,

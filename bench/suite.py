@@ -1113,6 +1113,8 @@ def report_md(res):
                   env["cpu_model"], env["cores"], env["cores_usable"],
                   " ".join(env["loadavg"])),
               "- memory: %.1f GiB" % ((env["memory_bytes"] or 0) / GiB),
+              "- proactive reclaim: %s" % (env.get("proactive_reclaim") or
+                                           "none found"),
               "- disk: bench dir %s is %s on %s (device %s, %s, rotational %s)" % (
                   fs.get("path"), fs.get("fstype"), fs.get("source"),
                   fs.get("block_device"), fs.get("model", "model unknown"),
