@@ -179,6 +179,7 @@ int seg_stream_create(cairn_uring *u, const char *path, const seg_id *id,
 				path, s->o.max_chunk);
 		goto fail;
 	}
+	wo.direct = s->o.direct;
 	if ((rc = seg_writer_create(u, path, id, &wo, &s->w)))
 		goto fail;
 	if (pthread_create(&s->thr, NULL, worker, s) != 0) {
@@ -301,34 +302,108 @@ int seg_stream_drain(seg_stream *s)
 	return rc;
 }
 
+/* The gear hash over p[i..end) from *hp; the length up to and including
+ * the first byte whose hash has no bit of mask set (*cut = 1), else end.
+ * mask 0: no test (the bytes before min_chunk). */
+static size_t gear_run(const uint8_t *p, size_t i, size_t end, uint64_t *hp,
+		       uint64_t mask, int *cut)
+{
+	uint64_t h = *hp;
+
+	if (!mask) {
+		for (; i < end; i++)
+			h = (h << 1) + gear[p[i]];
+		*hp = h;
+		return end;
+	}
+	for (; i + 4 <= end; i += 4) {
+		h = (h << 1) + gear[p[i]];
+		if (!(h & mask)) {
+			i += 1;
+			goto found;
+		}
+		h = (h << 1) + gear[p[i + 1]];
+		if (!(h & mask)) {
+			i += 2;
+			goto found;
+		}
+		h = (h << 1) + gear[p[i + 2]];
+		if (!(h & mask)) {
+			i += 3;
+			goto found;
+		}
+		h = (h << 1) + gear[p[i + 3]];
+		if (!(h & mask)) {
+			i += 4;
+			goto found;
+		}
+	}
+	for (; i < end; i++) {
+		h = (h << 1) + gear[p[i]];
+		if (!(h & mask)) {
+			i += 1;
+			goto found;
+		}
+	}
+	*hp = h;
+	return end;
+found:
+	*hp = h;
+	*cut = 1;
+	return i;
+}
+
+/* Scan p[0..n) (chunk bytes cl.. cl+n) for a boundary: the bytes to take
+ * (*cut = 1 when the last of them ends the chunk).  The same boundaries as
+ * seg_cdc_next, in three runs: the hash window before min_chunk (no test),
+ * up to avg_chunk (mask_s), after it (mask_l). */
+static size_t cdc_scan(seg_stream *s, const uint8_t *p, size_t n, int *cut)
+{
+	size_t cl = s->cl, min = s->o.min_chunk, avg = s->o.avg_chunk;
+	size_t hstart = min > 64 ? min - 64 : 0;
+	size_t i, e;
+
+	*cut = 0;
+	if (cl + n <= hstart)
+		return n;
+	/* Chunk byte j (= cl + i) may end the chunk when j + 1 >= min, with
+	 * mask_s while j + 1 < avg. */
+	i = cl < hstart ? hstart - cl : 0;
+	e = min - 1 > cl ? min - 1 - cl : 0;  /* first i with j + 1 >= min */
+	if (i < e) {
+		size_t stop = e < n ? e : n;
+		i = gear_run(p, i, stop, &s->h, 0, cut);
+		if (i == n)
+			return n;
+	}
+	e = avg - 1 > cl ? avg - 1 - cl : 0;  /* first i with j + 1 >= avg */
+	if (i < e) {
+		size_t stop = e < n ? e : n;
+		i = gear_run(p, i, stop, &s->h, s->mask_s, cut);
+		if (*cut || i == n)
+			return i;
+	}
+	return gear_run(p, i, n, &s->h, s->mask_l, cut);
+}
+
+/* Bytes scanned and copied at a time: the copy then reads them from the
+ * cache the scan just filled. */
+#define SCAN_BLOCK (128u << 10)
+
 int seg_stream_write(seg_stream *s, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
-	size_t hstart = s->o.min_chunk > 64 ? s->o.min_chunk - 64 : 0;
 	int rc;
 
 	while (len) {
 		size_t room = s->o.max_chunk - s->cl, n = len < room ? len : room;
-		size_t i = 0, take = n;
 		int cut = 0;
 
+		if (n > SCAN_BLOCK)
+			n = SCAN_BLOCK;
 		/* Skip the bytes before the hash window (FastCDC's skip of the
 		 * minimum size), then look for a boundary. */
-		if (s->cl + n > hstart) {
-			uint64_t h = s->h;
-			i = s->cl < hstart ? hstart - s->cl : 0;
-			for (; i < n; i++) {
-				size_t at = s->cl + i + 1;  /* chunk length if cut here */
-				h = (h << 1) + gear[p[i]];
-				if (at >= s->o.min_chunk &&
-				    !(h & (at < s->o.avg_chunk ? s->mask_s : s->mask_l))) {
-					take = i + 1;
-					cut = 1;
-					break;
-				}
-			}
-			s->h = h;
-		}
+		size_t take = cdc_scan(s, p, n, &cut);
 		memcpy(s->buf[s->cur] + s->cl, p, take);
 		s->cl += take;
 		s->pos += take;

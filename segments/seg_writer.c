@@ -22,6 +22,24 @@
  *      further use and recovery cuts the file back to the committed hwm.
  *   5. Recovery never keeps a byte it has not verified: every frame below
  *      the cut passes its header and data checksums.
+ *
+ * Direct mode (opts.direct, a stream spool that nobody reads back soon):
+ * appends are copied into an aligned buffer (the bytes [ab_base, size),
+ * ab_base a multiple of W_DIO_ALIGN) and written as whole W_DIO_BUF blocks
+ * with O_DIRECT through a second descriptor: no copy into the page cache,
+ * which dominates a buffered write's CPU.  A sync or flush writes the
+ * whole aligned blocks direct and the partial last block through the
+ * buffered descriptor, keeps that block in the buffer, and the next
+ * direct write rewrites it (the same bytes before the end, so a torn
+ * rewrite cannot damage them).  A full buffer is written asynchronously
+ * (a queue of the engine held while it is in flight; at most
+ * W_DIO_ASYNC_MAX writers at a time, the others write synchronously)
+ * while appends fill the second buffer, so the disk works while the
+ * caller hashes; the next full buffer, a sync, a flush, a read, the seal
+ * and close wait for it first.  Everything below ab_base is in the file
+ * or in that one write in flight; seg_writer_read and seg_writer_flush
+ * write the buffer out first.  Where O_DIRECT is refused (open or the
+ * first write: EINVAL) the same blocks go through the buffered descriptor.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +59,12 @@
 
 enum { W_OPEN = 0, W_SEALED = 1, W_FAILED = 2 };
 
+#define W_DIO_ALIGN 4096u
+#define W_DIO_BUF (8u << 20)
+#define W_DIO_ASYNC_MAX 32u
+
+static unsigned w_async_held;  /* queues held by direct writers (atomic) */
+
 struct seg_writer {
 	pthread_mutex_t mu;
 	cairn_uring *u;
@@ -56,6 +80,15 @@ struct seg_writer {
 	uint32_t n, cap;
 	uint8_t *buf;           /* frame header + stored bytes of one append */
 	size_t bufcap;
+	/* direct mode: ab != NULL */
+	uint8_t *ab;            /* bytes [ab_base, size); W_DIO_BUF bytes, aligned */
+	size_t ab_len;
+	uint64_t ab_base;       /* multiple of W_DIO_ALIGN; below it: in the file */
+	int dfd;                /* O_DIRECT descriptor, -1: buffered writes */
+	int dio_done;           /* a direct write succeeded (no fallback later) */
+	uint8_t *ab2;           /* the other buffer: in flight (wq) or spare */
+	cairn_uring_q *wq;      /* held while wop is in flight */
+	uring_op wop;           /* the asynchronous write of ab2 */
 	struct timespec first;  /* first frame (or recovery) */
 };
 
@@ -126,6 +159,154 @@ static int w_push(seg_writer *w, const seg_frame *f)
 	return CAIRN_OK;
 }
 
+/* Direct mode: write the first n bytes of the buffer (n a multiple of
+ * W_DIO_ALIGN unless buffered) at ab_base. */
+static int ab_write(seg_writer *w, size_t n)
+{
+	int rc;
+
+	if (w->dfd >= 0) {
+		rc = uring_write(w->u, w->dfd, w->ab, n, w->ab_base);
+		if (rc == CAIRN_E_INVAL && !w->dio_done) {
+			/* The file system refuses O_DIRECT here: buffered. */
+			CAIRN_DEBUG(MOD, "staging segment %s: O_DIRECT refused (%s), "
+				    "buffered writes", w->path, cairn_errmsg());
+			cairn_err_clear();
+			close(w->dfd);
+			w->dfd = -1;
+		} else {
+			if (!rc)
+				w->dio_done = 1;
+			return rc;
+		}
+	}
+	return uring_write(w->u, w->fd, w->ab, n, w->ab_base);
+}
+
+/* Direct mode: wait for the asynchronous write of ab2, if any.  A refused
+ * O_DIRECT (the first direct write) is redone buffered from ab2. */
+static int ab_wait(seg_writer *w)
+{
+	uring_op *done = NULL;
+	int rc;
+
+	if (!w->wq)
+		return CAIRN_OK;
+	rc = uring_q_reap(w->wq, &done);
+	if (!done && !rc)
+		rc = cairn_errf(CAIRN_E_IO, "staging segment %s: lost write", w->path);
+	uring_q_put(w->wq);
+	w->wq = NULL;
+	__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
+	if (done && rc == CAIRN_E_INVAL && !w->dio_done && w->dfd >= 0) {
+		CAIRN_DEBUG(MOD, "staging segment %s: O_DIRECT refused (%s), "
+			    "buffered writes", w->path, cairn_errmsg());
+		cairn_err_clear();
+		close(w->dfd);
+		w->dfd = -1;
+		return uring_write(w->u, w->fd, w->ab2, w->wop.len, w->wop.off);
+	}
+	if (!rc)
+		w->dio_done = 1;
+	return rc;
+}
+
+/* Direct mode: the buffer is full; write it out (asynchronously when a
+ * queue is to be had) and go on in the other one. */
+static int ab_full(seg_writer *w)
+{
+	uint8_t *t;
+	int rc;
+
+	if ((rc = ab_wait(w)))
+		return rc;
+	if (w->dfd >= 0 && w->ab2 &&
+	    __atomic_add_fetch(&w_async_held, 1, __ATOMIC_RELAXED) <= W_DIO_ASYNC_MAX) {
+		if (uring_q_get(w->u, &w->wq) == 0) {
+			memset(&w->wop, 0, sizeof w->wop);
+			w->wop.op = URING_OP_WRITE;
+			w->wop.fd = w->dfd;
+			w->wop.buf = w->ab;
+			w->wop.len = W_DIO_BUF;
+			w->wop.off = w->ab_base;
+			if (uring_q_submit(w->wq, &w->wop) == 0) {
+				t = w->ab;
+				w->ab = w->ab2;
+				w->ab2 = t;
+				w->ab_base += W_DIO_BUF;
+				w->ab_len = 0;
+				return CAIRN_OK;
+			}
+			uring_q_put(w->wq);
+			w->wq = NULL;
+		}
+		cairn_err_clear();  /* no queue or no submit: synchronously */
+	}
+	if (w->dfd >= 0 && w->ab2)
+		__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
+	if ((rc = ab_write(w, W_DIO_BUF)))
+		return rc;
+	w->ab_base += W_DIO_BUF;
+	w->ab_len = 0;
+	return CAIRN_OK;
+}
+
+/* Direct mode: append n bytes to the buffer, writing it out each time it
+ * is full. */
+static int ab_put(seg_writer *w, const void *p, size_t n)
+{
+	const uint8_t *src = p;
+	int rc;
+
+	while (n) {
+		size_t k = W_DIO_BUF - w->ab_len < n ? W_DIO_BUF - w->ab_len : n;
+		memcpy(w->ab + w->ab_len, src, k);
+		w->ab_len += k;
+		src += k;
+		n -= k;
+		if (w->ab_len == W_DIO_BUF && (rc = ab_full(w)))
+			return rc;
+	}
+	return CAIRN_OK;
+}
+
+/* Direct mode: every buffered byte into the file (whole blocks direct, the
+ * partial last block buffered; that block stays in the buffer). */
+static int ab_flush(seg_writer *w)
+{
+	size_t whole = w->ab_len & ~(size_t)(W_DIO_ALIGN - 1);
+	size_t rest = w->ab_len - whole;
+	int rc;
+
+	if (!w->ab)
+		return CAIRN_OK;
+	if ((rc = ab_wait(w)))
+		return rc;
+	if (whole) {
+		if ((rc = ab_write(w, whole)))
+			return rc;
+		memmove(w->ab, w->ab + whole, rest);
+		w->ab_base += whole;
+		w->ab_len = rest;
+	}
+	if (rest && (rc = uring_write(w->u, w->fd, w->ab, rest, w->ab_base)))
+		return rc;
+	return CAIRN_OK;
+}
+
+static void ab_free(seg_writer *w)
+{
+	if (w->wq && ab_wait(w))  /* the kernel must be done with ab2 */
+		cairn_err_clear();
+	if (w->dfd >= 0)
+		close(w->dfd);
+	w->dfd = -1;
+	free(w->ab);
+	free(w->ab2);
+	w->ab = w->ab2 = NULL;
+	w->ab_len = 0;
+}
+
 static int w_new(cairn_uring *u, const char *path, const seg_id *id,
 		 const seg_writer_opts *opts, seg_writer **out)
 {
@@ -142,6 +323,7 @@ static int w_new(cairn_uring *u, const char *path, const seg_id *id,
 	}
 	w->u = u;
 	w->fd = -1;
+	w->dfd = -1;
 	w->id = *id;
 	w->level = opts ? opts->zstd_level : 0;
 	*out = w;
@@ -204,6 +386,22 @@ int seg_writer_create(cairn_uring *u, const char *path, const seg_id *id,
 		goto fail;
 	}
 	w->size = w->hwm = SEG_HEADER_SIZE;
+	if (opts && opts->direct) {
+		/* Block 0 (the header) is rewritten, unchanged, by the first
+		 * direct write.  No O_DIRECT or no memory: buffered, as
+		 * without the option. */
+		void *ab = NULL, *ab2 = NULL;
+		if (posix_memalign(&ab, W_DIO_ALIGN, W_DIO_BUF) == 0) {
+			/* Without the second buffer: synchronous writes. */
+			if (posix_memalign(&ab2, W_DIO_ALIGN, W_DIO_BUF) == 0)
+				w->ab2 = ab2;
+			w->ab = ab;
+			memcpy(w->ab, hdr, sizeof hdr);
+			w->ab_len = sizeof hdr;
+			w->ab_base = 0;
+			w->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+		}
+	}
 	*out = w;
 	return CAIRN_OK;
 fail:
@@ -228,15 +426,23 @@ int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
 				w->path, len, SEG_FRAME_MAX_RAW);
 		goto out;
 	}
-	rc = w_grow(w, SEG_FRAME_HDR_SIZE + seg_stored_max(len));
-	if (rc)
-		goto out;
 	memset(&f, 0, sizeof f);
-	rc = seg_frame_build(buf, len, w->level, w->buf + SEG_FRAME_HDR_SIZE,
-			     w->bufcap - SEG_FRAME_HDR_SIZE, &f);
-	if (rc) {
-		rc = cairn_err_wrap(rc, "staging segment %s", w->path);
-		goto out;
+	if (w->ab && w->level < 0) {
+		/* Raw, as seg_frame_build makes it, but copied once: into
+		 * the direct buffer, below. */
+		f.raw_len = f.stored_len = (uint32_t)len;
+		f.codec = SEG_CODEC_RAW;
+		f.crc = cairn_crc32c(0, buf, len);
+	} else {
+		rc = w_grow(w, SEG_FRAME_HDR_SIZE + seg_stored_max(len));
+		if (rc)
+			goto out;
+		rc = seg_frame_build(buf, len, w->level, w->buf + SEG_FRAME_HDR_SIZE,
+				     w->bufcap - SEG_FRAME_HDR_SIZE, &f);
+		if (rc) {
+			rc = cairn_err_wrap(rc, "staging segment %s", w->path);
+			goto out;
+		}
 	}
 	f.chunk_id = chunk_id;
 	f.off = w->size;
@@ -249,11 +455,22 @@ int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
 				w->path, w->size, w->n);
 		goto out;
 	}
-	seg_frame_hdr_encode(&f, w->buf);
 	rc = w_push(w, &f);
 	if (rc)
 		goto out;
-	rc = uring_write(w->u, w->fd, w->buf, span, f.off);
+	if (w->ab && w->level < 0) {
+		uint8_t hdr[SEG_FRAME_HDR_SIZE];
+		seg_frame_hdr_encode(&f, hdr);
+		rc = ab_put(w, hdr, sizeof hdr);
+		if (!rc)
+			rc = ab_put(w, buf, len);
+	} else if (w->ab) {
+		seg_frame_hdr_encode(&f, w->buf);
+		rc = ab_put(w, w->buf, span);
+	} else {
+		seg_frame_hdr_encode(&f, w->buf);
+		rc = uring_write(w->u, w->fd, w->buf, span, f.off);
+	}
 	if (rc) {
 		w->n--;
 		w->raw_total -= f.raw_len;
@@ -261,7 +478,8 @@ int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
 					      w->path));
 		goto out;
 	}
-	w->size += span;
+	/* Atomic: seg_writer_size reads it without the mutex. */
+	__atomic_store_n(&w->size, w->size + span, __ATOMIC_RELEASE);
 	if (out)
 		*out = f;
 out:
@@ -280,7 +498,9 @@ int seg_writer_sync(seg_writer *w, uint64_t *hwm)
 		goto out;
 	size = w->size;
 	if (size != w->hwm) {
-		rc = uring_fdatasync(w->u, w->fd);
+		rc = ab_flush(w);
+		if (!rc)
+			rc = uring_fdatasync(w->u, w->fd);
 		if (rc) {
 			rc = w_fail(w, cairn_err_wrap(rc, "sync staging segment %s",
 						      w->path));
@@ -327,7 +547,13 @@ int seg_writer_seal(seg_writer *w, uint64_t *size)
 	f.seq = w->id.seq;
 	f.index_crc = cairn_crc32c(0, tail, ilen);
 	seg_footer_encode(&f, tail + ilen);
-	rc = uring_write(w->u, w->fd, tail, tlen, w->size);
+	if (w->ab) {
+		rc = ab_put(w, tail, tlen);
+		if (!rc)
+			rc = ab_flush(w);
+	} else {
+		rc = uring_write(w->u, w->fd, tail, tlen, w->size);
+	}
 	if (!rc)
 		rc = uring_fsync(w->u, w->fd);
 	if (rc) {
@@ -335,9 +561,10 @@ int seg_writer_seal(seg_writer *w, uint64_t *size)
 					      w->path));
 		goto out;
 	}
-	w->size += tlen;
+	__atomic_store_n(&w->size, w->size + tlen, __ATOMIC_RELEASE);
 	w->hwm = w->size;
 	w->state = W_SEALED;
+	ab_free(w);  /* nothing more is written */
 	if (size)
 		*size = w->size;
 out:
@@ -346,15 +573,28 @@ out:
 	return rc;
 }
 
+int seg_writer_flush(seg_writer *w)
+{
+	int rc;
+
+	pthread_mutex_lock(&w->mu);
+	rc = w_usable(w);
+	if (rc == CAIRN_E_INVAL && w->state == W_SEALED) {
+		cairn_err_clear();  /* sealed: all in the file */
+		rc = CAIRN_OK;
+	} else if (!rc && (rc = ab_flush(w))) {
+		rc = w_fail(w, cairn_err_wrap(rc, "flush staging segment %s", w->path));
+	}
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
 uint64_t seg_writer_size(const seg_writer *w)
 {
-	seg_writer *m = (seg_writer *)w;
-	uint64_t v;
-
-	pthread_mutex_lock(&m->mu);
-	v = w->size;
-	pthread_mutex_unlock(&m->mu);
-	return v;
+	/* Without the mutex: an append holds it while it copies (and may
+	 * wait for a write), and a stream's feeder asks for the size after
+	 * every piece; the size only grows, under the mutex. */
+	return __atomic_load_n(&w->size, __ATOMIC_ACQUIRE);
 }
 
 uint64_t seg_writer_hwm(const seg_writer *w)
@@ -423,7 +663,14 @@ int seg_writer_read(seg_writer *w, const seg_frame *f, void *dst,
 	end = w->n ? w->frames[w->n - 1].off + seg_frame_span(&w->frames[w->n - 1])
 		   : SEG_HEADER_SIZE;
 	fd = w->fd;
+	/* Direct mode: the frame may still be only in the buffer. */
+	rc = CAIRN_OK;
+	if (w->ab && w->state == W_OPEN && (w->wq || f->off + span > w->ab_base) &&
+	    (rc = ab_flush(w)))
+		rc = w_fail(w, cairn_err_wrap(rc, "flush staging segment %s", w->path));
 	pthread_mutex_unlock(&w->mu);
+	if (rc)
+		return rc;
 	/* Written frames never change, so the read needs no lock. */
 	if (f->off < SEG_HEADER_SIZE || f->off > end || span > end - f->off)
 		return cairn_errf(CAIRN_E_RANGE,
@@ -449,6 +696,7 @@ void seg_writer_close(seg_writer *w)
 		return;
 	if (w->fd >= 0)
 		close(w->fd);
+	ab_free(w);
 	pthread_mutex_destroy(&w->mu);
 	free(w->frames);
 	free(w->buf);

@@ -37,6 +37,13 @@ static void test_crc(void)
 			CHECK(cairn_crc32c(0, big + off, len) ==
 			      cairn_crc32c_sw(0, big + off, len));
 	}
+	/* Around the three-stream block sizes (3 x 256, 3 x 8192). */
+	static const size_t edge[] = { 767, 768, 769, 1536, 24575, 24576, 24577,
+				       24576 + 768, 49151, 49152, 49153 };
+	for (size_t off = 0; off < 9; off += 4)
+		for (size_t k = 0; k < sizeof edge / sizeof *edge; k++)
+			CHECK(cairn_crc32c(5, big + off, edge[k]) ==
+			      cairn_crc32c_sw(5, big + off, edge[k]));
 	uint32_t whole = cairn_crc32c(0, big, n);
 	uint32_t part = cairn_crc32c(cairn_crc32c(0, big, 12345), big + 12345, n - 12345);
 	CHECK(whole == part);

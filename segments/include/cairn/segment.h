@@ -205,6 +205,12 @@ typedef struct seg_writer seg_writer;
 
 typedef struct seg_writer_opts {
 	int zstd_level;     /* 0: default (3); < 0: never compress */
+	int direct;         /* write whole aligned blocks with O_DIRECT (no
+			       copy into the page cache) from a buffer of
+			       appended bytes; for a file nobody reads back
+			       soon.  Bytes not yet synced or flushed may be
+			       only in that buffer.  Falls back to buffered
+			       writes where O_DIRECT is refused. */
 } seg_writer_opts;
 
 /* Create a new staging file at path (must not exist) and write its header.
@@ -229,6 +235,11 @@ int seg_writer_sync(seg_writer *w, uint64_t *hwm);
  * segment of *size bytes (size may be NULL).  Errors: CAIRN_E_IO,
  * CAIRN_E_INVAL (already sealed), CAIRN_E_NOMEM. */
 int seg_writer_seal(seg_writer *w, uint64_t *size);
+
+/* Write every appended byte to the file (not durable), so that a read of
+ * the file sees it: needed with opts.direct only (else a no-op).
+ * Errors: CAIRN_E_IO (then FAILED). */
+int seg_writer_flush(seg_writer *w);
 
 /* Bytes written so far (header and frames, synced or not). */
 uint64_t seg_writer_size(const seg_writer *w);
@@ -300,6 +311,7 @@ typedef struct seg_stream_opts {
 	uint32_t max_chunk;  /* 0: avg * 4 (at most SEG_FRAME_MAX_RAW) */
 	seg_stream_dedup_fn dedup;  /* NULL: append every chunk */
 	void *dedup_arg;
+	int direct;          /* the writer's opts.direct (see seg_writer_opts) */
 } seg_stream_opts;
 
 typedef struct seg_stream_chunk {
