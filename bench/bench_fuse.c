@@ -15,6 +15,12 @@
  *
  * Files of mktree: DIR/d<k>/f<i>, 1000 per directory, contents a function
  * of i (readtree checks the first byte, so a wrong file is an error).
+ *
+ * The sequential files are pseudo-random bytes (xorshift, a different
+ * stream for api-* and file-*): a periodic pattern would make every chunk
+ * of the volume's content-defined chunking identical (16 MiB maximum-size
+ * chunks) and the API file a dedup copy of the mount's, whose reads then
+ * come from one chunk held in memory - not a sequential read.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +40,18 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* MiB number i of the sequential file of one side (salt). */
+static void fill_mib(uint8_t *buf, uint64_t salt, uint64_t i)
+{
+	uint64_t x = (salt ^ (i * 0x9e3779b97f4a7c15ULL)) | 1;
+	for (size_t k = 0; k < (1u << 20); k += 8) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		memcpy(buf + k, &x, 8);
+	}
 }
 
 static const char *g_dir;
@@ -123,8 +141,6 @@ static int api(const char *voldir, int write_mode, unsigned mib)
 
 	if (!buf)
 		return 1;
-	for (size_t i = 0; i < (1u << 20); i++)
-		buf[i] = (uint8_t)(i * 131 + 7);
 	if (volume_open(voldir, NULL, &vol))
 		return fail("open");
 	if (write_mode) {
@@ -137,9 +153,11 @@ static int api(const char *voldir, int write_mode, unsigned mib)
 		return fail("file open");
 	t0 = now_s();
 	if (write_mode) {
-		for (unsigned i = 0; i < mib; i++, bytes += 1 << 20)
+		for (unsigned i = 0; i < mib; i++, bytes += 1 << 20) {
+			fill_mib(buf, 0xa91, i);
 			if (volume_file_write(f, buf, 1 << 20, bytes))
 				return fail("write");
+		}
 		if (volume_file_fsync(f))
 			return fail("fsync");
 	} else {
@@ -167,8 +185,6 @@ static int file_io(const char *path, int write_mode, unsigned mib)
 	int fd;
 	if (!buf)
 		return 1;
-	for (size_t i = 0; i < (1u << 20); i++)
-		buf[i] = (uint8_t)(i * 131 + 7);
 	fd = open(path, write_mode ? O_CREAT | O_WRONLY | O_TRUNC : O_RDONLY, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "bench_fuse: open %s: %s\n", path, strerror(errno));
@@ -176,11 +192,13 @@ static int file_io(const char *path, int write_mode, unsigned mib)
 	}
 	double t0 = now_s();
 	if (write_mode) {
-		for (unsigned i = 0; i < mib; i++, bytes += 1 << 20)
+		for (unsigned i = 0; i < mib; i++, bytes += 1 << 20) {
+			fill_mib(buf, 0xf11e, i);
 			if (write(fd, buf, 1 << 20) != 1 << 20) {
 				fprintf(stderr, "bench_fuse: write: %s\n", strerror(errno));
 				return 1;
 			}
+		}
 		if (fsync(fd)) {
 			fprintf(stderr, "bench_fuse: fsync: %s\n", strerror(errno));
 			return 1;

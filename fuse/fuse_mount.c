@@ -529,7 +529,14 @@ int cairn_mount(const cairn_mount_opts *o)
 		exit(rc ? 1 : 0);
 	}
 	close(p[1]);
-	return await_daemon(pid, p[0], logf);
+	int rc = await_daemon(pid, p[0], logf);
+	/* The daemon raises the mount's readahead from a thread of its own,
+	 * which may run late; a file takes the window at its open, so a file
+	 * opened right after `cairn mount` returned could still read in
+	 * 128 KiB requests.  Raise it here too, before returning. */
+	if (!rc && geteuid() == 0)
+		readahead_thread(mp);
+	return rc;
 }
 
 /* ---- client side: umount, stats ---- */

@@ -1220,6 +1220,7 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 	APPEND("chunks_staged %" PRIu64 "\n", vs.chunks_staged);
 	APPEND("chunk_reads_local %" PRIu64 "\n", vs.reads_local);
 	APPEND("chunk_reads_store %" PRIu64 "\n", vs.reads_store);
+	APPEND("chunk_bytes_read %" PRIu64 "\n", vs.read_chunk_bytes);
 	/* log shipping (writer) and following (docs/log-shipping.md) */
 	APPEND("follower %d\n", vs.follower);
 	APPEND("last_lsn %" PRIu64 "\n", vs.last_lsn);

@@ -483,6 +483,9 @@ static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *
 				}
 			}
 			rc = vol_chunk_read(vol, &ch[i], &sg[i], raw);
+			if (!rc)
+				__atomic_add_fetch(&vol->st.read_chunk_bytes, ch[i].raw_len,
+						   __ATOMIC_RELAXED);
 			if (rc && vol->fl)
 				rc = vol_follow_read_error(vol, rc);
 			if (rc) {
@@ -515,6 +518,7 @@ int volume_file_read(cairn_file *f, void *buf, size_t len, uint64_t off,
 	n = vi->size - off < len ? vi->size - off : len;
 	end = off + n;
 	memset(buf, 0, n);
+	vol_stream_ra_note(vol, vi, off, n);
 	if ((rc = read_committed(vol, vi, vi->ino, buf, off, n)))
 		goto out;
 	if (vi->st && (rc = vol_stream_overlay(vol, vi, buf, off, n)))

@@ -417,8 +417,12 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf,
 		       uint64_t off, uint64_t n);
 /* Free a stream left after a failure (volume close). */
 void vol_stream_free(cairn_volume *vol, vinode *vi);
-/* After a read of [off, off+n): detect sequential access and fetch the
- * next chunks of uploaded streams ahead (vi->lk held for reading). */
+/* Before a read of [off, off+n): classify it (sequential, inside the
+ * current run, or random) and size the inode's readahead window (vi->lk
+ * held for reading). */
+void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n);
+/* After a read of [off, off+n): fetch the next chunks of uploaded streams
+ * ahead, as many as the window (vi->lk held for reading). */
 void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n);
 /* Free the inode's readahead (the vinode is being freed). */
 void vol_ra_free(vinode *vi);

@@ -815,6 +815,12 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 	vol_seg_path(vol, st->seg, st->path, sizeof st->path);
 	if (unlink(st->path) == 0)
 		CAIRN_WARN(VOL_MOD, "removed stale spool %s", st->path);
+	/* A store that takes a whole file by a link gets the sealed spool in
+	 * one put (vol_stage.c): parts would copy every byte.  Nothing reads
+	 * such a spool back soon, so it is written with O_DIRECT (no copy
+	 * into the page cache: the dominant cost of a buffered write). */
+	st->link = !vol->o.stream_multipart && vol_store_links(vol, 0);
+	so.direct = st->link;
 	if ((rc = seg_stream_create(vol->u, st->path, &id, &so, &st->ss)))
 		goto fail;
 	st->rfd = open(st->path, O_RDONLY | O_CLOEXEC);
@@ -822,9 +828,6 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 		rc = cairn_errf(CAIRN_E_IO, "open %s: %s", st->path, strerror(errno));
 		goto fail;
 	}
-	/* A store that takes a whole file by a link gets the sealed spool in
-	 * one put (vol_stage.c): parts would copy every byte. */
-	st->link = !vol->o.stream_multipart && vol_store_links(vol, 0);
 	if (!vol->o.no_upload && !st->link &&
 	    mpu_open(vol, st->seg, st->key, &st->m)) {
 		CAIRN_WARN(VOL_MOD, "stream segment %s: cannot start its upload now (it is "
@@ -957,6 +960,9 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
 	if ((rc = seg_stream_drain(st->ss)))
 		return rc;
 	size_t nready = seg_stream_ready(st->ss);
+	/* A direct spool may hold appended chunks in its buffer only. */
+	if (nready && (rc = seg_writer_flush(seg_stream_writer(st->ss))))
+		return cairn_err_wrap(rc, "read spool %s", st->path);
 	for (size_t i = 0; i < nready; i++) {
 		seg_stream_chunk cc;
 		const seg_stream_chunk *c = &cc;
@@ -999,14 +1005,36 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
 /*
  * Readahead (per inode, under ra->mu, a leaf lock): whole chunks of
  * uploaded stream segments fetched ahead of a sequential reader into a few
- * slots.  A read that starts where the previous one ended (give or take
- * VOL_RA_SLACK) doubles the window, up to stream_readahead chunks; any
- * other read resets it to 0 (random reads fetch only what they touch).
- * Slots are verified (crc32c of the chunk) when their GET completes; a
- * slot that failed is dropped and the chunk read again the ordinary way.
+ * slots.  Each read is classified when it arrives (vol_stream_ra_note,
+ * before the read, so that concurrent reads see each other):
+ *   - sequential: it starts where the previous read ended (give or take
+ *     VOL_RA_SLACK), or exactly where one of the last VOL_RA_HIST reads
+ *     ended, or ends exactly where one of them started (requests of one
+ *     sequential reader arriving out of order: the kernel's readahead
+ *     sends several at once, served by several daemon threads).  The
+ *     window doubles, up to stream_readahead chunks;
+ *   - inside the run: the window is open and the read lies within
+ *     (win + 2) average chunks of the furthest end read so far (a late or
+ *     early request of the same reader): the window is kept;
+ *   - anything else resets it to 0 (random reads fetch only what they
+ *     touch).
+ * While the window is open, a read of part of a chunk that no slot holds
+ * starts a slot for the whole chunk, so that the other requests for the
+ * same chunk wait for that one GET instead of each decoding the chunk;
+ * so does a read in the file's first stream_chunk_avg bytes (the window
+ * is still closed when a sequential reader's first requests arrive).
+ * Readahead after a read fetches the window's chunks after the run's
+ * front (ra->hi), not after a late request.  Up to win + VOL_RA_EXTRA
+ * slots are live; a new one reuses the best victim (ra_victim): slots
+ * already read from, the furthest behind first, before slots fetched
+ * ahead and not read yet.  Slots are verified (crc32c of the chunk) when
+ * their GET completes; a slot that failed is dropped and the chunk read
+ * again the ordinary way.
  */
 #define VOL_RA_MAX 64
 #define VOL_RA_SLACK (1u << 20)
+#define VOL_RA_HIST 8
+#define VOL_RA_EXTRA 4  /* slots beyond the window: the chunks being read */
 
 enum { RA_FREE = 0, RA_BUSY = 1, RA_READY = 2, RA_FAILED = 3 };
 
@@ -1015,6 +1043,8 @@ typedef struct raslot {
 	uint8_t *data;
 	uint32_t len, crc;
 	int state;
+	int hit;                /* a read took bytes from it */
+	uint64_t foff;          /* file offset of the chunk's first byte */
 	uint64_t used;
 	char key[SEG_KEY_MAX];
 	cairn_obj_req r;
@@ -1025,6 +1055,9 @@ struct vra {
 	cairn_obj_batch *b;
 	raslot s[VOL_RA_MAX];
 	uint64_t next_off, clock;
+	uint64_t hi;            /* furthest end of the current sequential run */
+	uint64_t h_off[VOL_RA_HIST], h_end[VOL_RA_HIST];  /* the last reads */
+	unsigned h_i;
 	unsigned win;
 };
 
@@ -1039,6 +1072,8 @@ static struct vra *ra_get(cairn_volume *vol, vinode *vi)
 		if (ra && objstore_batch_new(vol->os, &ra->b) == 0) {
 			pthread_mutex_init(&ra->mu, NULL);
 			ra->next_off = UINT64_MAX;
+			for (int i = 0; i < VOL_RA_HIST; i++)
+				ra->h_off[i] = ra->h_end[i] = UINT64_MAX;
 			__atomic_store_n(&vi->ra, ra, __ATOMIC_RELEASE);
 		} else {
 			cairn_err_clear();
@@ -1095,11 +1130,42 @@ static raslot *ra_find(struct vra *ra, uint64_t chunk)
 	return NULL;
 }
 
-/* Start fetching chunk c of segment key into a slot (ra->mu held); the
- * least recently used finished slot is reused.  NULL when none is free. */
-static raslot *ra_start(struct vra *ra, const meta_chunk *c,
-			const char *key, unsigned limit)
+/* How good a victim the finished slot x is (ra->mu held; higher is
+ * better): a failed slot; one read from that lies past the run's furthest
+ * end (an earlier run); one read from, the further behind the run the
+ * better (the slot holding the run's end, or a lagging reader's chunk, is
+ * the last of these); one fetched ahead and not read yet, the further
+ * ahead the better; last, one not read yet that lies behind the run's end
+ * (a lagging reader may still want it). */
+static uint64_t ra_victim(const struct vra *ra, const raslot *x)
 {
+	const uint64_t C = 1ull << 60;
+	uint64_t end = x->foff + x->len;
+	if (x->state == RA_FAILED)
+		return 4 * C;
+	if (x->hit && x->foff >= ra->hi)
+		return 3 * C;
+	if (x->hit)
+		return 2 * C + (end < ra->hi && ra->hi - end < C ? ra->hi - end : 0);
+	if (x->foff >= ra->hi)
+		return C + (x->foff - ra->hi < C ? x->foff - ra->hi : C - 1);
+	return 0;
+}
+
+/* File offset of the first byte of e's chunk (0 for a chunk shared from
+ * further into it, e.g. by a copy: only the victim order uses it). */
+static uint64_t ra_foff(const meta_extent *e)
+{
+	return e->off >= e->chunk_off ? e->off - e->chunk_off : 0;
+}
+
+/* Start fetching chunk c of segment key (at file offset foff) into a slot
+ * (ra->mu held); when limit slots are live, the best victim among the
+ * finished ones is reused (ra_victim).  NULL when none is free. */
+static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
+			uint64_t foff, const char *key, unsigned limit)
+{
+	uint64_t vk = 0;
 	raslot *v = NULL;
 	unsigned live = 0;
 	for (int i = 0; i < VOL_RA_MAX; i++)
@@ -1111,8 +1177,13 @@ static raslot *ra_start(struct vra *ra, const meta_chunk *c,
 			v = x;
 			break;
 		}
-		if ((x->state == RA_READY || x->state == RA_FAILED) && (!v || x->used < v->used))
+		if (x->state != RA_READY && x->state != RA_FAILED)
+			continue;
+		uint64_t k = ra_victim(ra, x);
+		if (!v || k > vk || (k == vk && x->used < v->used)) {
 			v = x;
+			vk = k;
+		}
 	}
 	if (!v)
 		return NULL;
@@ -1126,6 +1197,8 @@ static raslot *ra_start(struct vra *ra, const meta_chunk *c,
 	v->len = c->raw_len;
 	v->crc = c->crc;
 	v->used = ++ra->clock;
+	v->hit = 0;
+	v->foff = foff;
 	snprintf(v->key, sizeof v->key, "%s", key);
 	memset(&v->r, 0, sizeof v->r);
 	v->r.op = OBJ_OP_GET;
@@ -1140,6 +1213,7 @@ static raslot *ra_start(struct vra *ra, const meta_chunk *c,
 		v->state = RA_FAILED;
 		return NULL;
 	}
+	__atomic_add_fetch(&vol->st.read_chunk_bytes, c->raw_len, __ATOMIC_RELAXED);
 	return v;
 }
 
@@ -1189,9 +1263,16 @@ int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
 			if (!want[i])
 				continue;
 			raslot *x = ra_find(ra, ch[i].id);
-			if (!x && ra->win && (ex[i].chunk_off || ex[i].len != ch[i].raw_len))
-				/* sequential small reads: take the whole chunk */
-				x = ra_start(ra, &ch[i], sg[i].key, vol->o.stream_readahead + 2);
+			/* Sequential small reads: take the whole chunk.  So does a
+			 * read in the file's first average chunk (most often one
+			 * of a sequential reader's first requests, which arrive
+			 * together, in any order, before the window opens): a
+			 * slot costs the same one GET of the chunk as the window
+			 * path would. */
+			if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
+			    (ex[i].chunk_off || ex[i].len != ch[i].raw_len))
+				x = ra_start(vol, ra, &ch[i], ra_foff(&ex[i]), sg[i].key,
+					     vol->o.stream_readahead + VOL_RA_EXTRA);
 			if (!x)
 				continue;
 			ra_wait(vol, ra, x);
@@ -1200,6 +1281,7 @@ int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
 				continue;
 			}
 			x->used = ++ra->clock;
+			x->hit = 1;
 			memcpy(buf + (ex[i].off - off), x->data + ex[i].chunk_off, ex[i].len);
 			done[i] = 1;
 		}
@@ -1252,12 +1334,44 @@ int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
 			goto out;
 		}
 		done[i] = 1;
+		__atomic_add_fetch(&vol->st.read_chunk_bytes, ch[i].raw_len, __ATOMIC_RELAXED);
 	}
 	__atomic_add_fetch(&vol->st.reads_parallel, ng, __ATOMIC_RELAXED);
 out:
 	objstore_batch_free(b);
 	free(g);
 	return rc;
+}
+
+void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
+{
+	struct vra *ra = ra_get(vol, vi);
+	uint64_t end = off + n;
+
+	if (!ra || vol->o.no_upload || !n)
+		return;
+	pthread_mutex_lock(&ra->mu);
+	uint64_t exp = ra->next_off;
+	int seq = exp != UINT64_MAX && off + VOL_RA_SLACK >= exp && off <= exp + VOL_RA_SLACK;
+	for (int i = 0; i < VOL_RA_HIST && !seq; i++)
+		seq = ra->h_end[i] == off || ra->h_off[i] == end;
+	uint64_t tol = (uint64_t)(ra->win + 2) * vol->o.stream_chunk_avg;
+	int inrun = ra->win && off + tol >= ra->hi && off <= ra->hi + tol;
+	if (seq) {
+		ra->win = ra->win ? ra->win * 2 : 2;
+		if (ra->win > vol->o.stream_readahead)
+			ra->win = vol->o.stream_readahead;
+	} else if (!inrun) {
+		ra->win = 0;
+		ra->hi = 0;
+	}
+	if (end > ra->hi)
+		ra->hi = end;
+	ra->next_off = end;
+	ra->h_off[ra->h_i] = off;
+	ra->h_end[ra->h_i] = end;
+	ra->h_i = (ra->h_i + 1) % VOL_RA_HIST;
+	pthread_mutex_unlock(&ra->mu);
 }
 
 void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
@@ -1275,13 +1389,12 @@ void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t 
 	if (!ra || vol->o.no_upload)
 		return;
 	pthread_mutex_lock(&ra->mu);
-	uint64_t exp = ra->next_off;
-	int seq = exp != UINT64_MAX && off + VOL_RA_SLACK >= exp && off <= exp + VOL_RA_SLACK;
-	ra->win = seq ? (ra->win ? ra->win * 2 : 2) : 0;
-	if (ra->win > vol->o.stream_readahead)
-		ra->win = vol->o.stream_readahead;
-	ra->next_off = end;
-	unsigned win = ra->win;
+	unsigned win = ra->win;  /* as vol_stream_ra_note left it */
+	/* Ahead of the run's front, not of a late request: what lies behind
+	 * the front was read already (or is being read, each request fetching
+	 * its chunk if no slot holds it). */
+	if (win && ra->hi > end)
+		end = ra->hi;
 	pthread_mutex_unlock(&ra->mu);
 	if (!win || end >= vi->size)
 		return;
@@ -1314,7 +1427,7 @@ void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t 
 		started++;
 		if (ra_find(ra, ch[i].id))
 			continue;
-		if (!ra_start(ra, &ch[i], sg[i].key, win + 2))
+		if (!ra_start(vol, ra, &ch[i], ra_foff(&ex[i]), sg[i].key, win + VOL_RA_EXTRA))
 			break;
 	}
 	pthread_mutex_unlock(&ra->mu);

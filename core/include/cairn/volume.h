@@ -195,6 +195,9 @@ typedef struct cairn_volume_stats {
 	uint64_t follow_applied_objects, follow_resyncs;
 	uint64_t follow_lag_ms;    /* now - when the follower last saw the
 				      end of the store's log */
+	uint64_t read_chunk_bytes; /* bytes of whole chunks fetched or decoded
+				      to serve file reads (readahead GETs
+				      counted when started) */
 } cairn_volume_stats;
 
 /* ---- volume ---- */
