@@ -21,14 +21,18 @@
  *   2. persist (commits run again): fdatasync data.mdb, which makes T's
  *      pages durable; write the meta pages into slot n & 1 of meta.synced
  *      with T, n, the boot id and a crc32c; fdatasync it.  Then release the
- *      previous epoch's pin.
- *   3. undo (meta_undo_note after every commit, meta_undo_flush every
- *      undo_ms): the pages of T a commit freed (LMDB's free-list record of
- *      that commit) are copied while still intact; a flush appends them to
- *      meta.undo.<n & 1>, fdatasyncs, and only then moves the pin (the
- *      "rolling pin") to the present, so a page of T is reused, and can be
- *      overwritten, only after its copy is durable.  Hot pages are reused
- *      within milliseconds again, as with plain MDB_NOSYNC.
+ *      previous epoch's pin.  The flusher's checkpoints first fdatasync
+ *      the data with nothing pinned (MCK_PRESYNC), so that the pinned
+ *      fdatasync, during which no page freed since is reused, is short.
+ *   3. undo (meta_undo_note after every commit): the pages of T a commit
+ *      freed (LMDB's free-list record of that commit) are copied while
+ *      still intact.  When none are waiting to be made durable, the leader
+ *      moves the pin (the "rolling pin") to the commit it just made: LMDB
+ *      reuses freed pages as soon as with plain MDB_NOSYNC.  Otherwise the
+ *      undo writer, woken by the leader, appends them to meta.undo.<n & 1>,
+ *      fdatasyncs, and only then moves the pin to where its copy was taken
+ *      (meta_undo_flush), so a page of T is reused, and can be
+ *      overwritten, only after its copy is durable.
  *
  * At open, before LMDB sees the file (meta_ckpt_recover): if the newest
  * valid slot is not marked clean and its boot id differs from this boot's,
@@ -54,7 +58,11 @@
  *   2. A slot names T only after T's pages were fdatasynced.
  *   3. Captures and undo-buffer swaps happen under leadership (no commit in
  *      flight); persist and flush run under sync_lock; lock order:
- *      leadership, then sync_lock.
+ *      leadership, then sync_lock (the undo writer only tries sync_lock
+ *      while it leads: a persisting checkpoint holds it for an fdatasync).
+ *      The leader moves the pin only while u_hold is clear: a flush sets
+ *      it under leadership when it takes the records, and clears it once
+ *      they are durable and its own pin is in place.
  *   4. A SYNCED commit returns only after a slot naming a snapshot that
  *      contains it is durable (a restore never undoes it).
  *   5. The rolling pin moves only after the undo records of every commit
@@ -364,12 +372,18 @@ out:
 
 /* ---- checkpoints ---- */
 
+/* Take group-commit leadership.  lead_want makes meta_write callers wait
+ * instead of leading, so a checkpoint or the undo writer gets the next turn
+ * even under a steady stream of commits (it used to wait tens of ms, and
+ * the rolling pin with it). */
 static void lead_acquire(cairn_meta *m)
 {
 	pthread_mutex_lock(&m->q_lock);
+	m->lead_want++;
 	while (m->leader)
 		pthread_cond_wait(&m->q_cond, &m->q_lock);
 	m->leader = 1;
+	m->lead_want--;
 	pthread_mutex_unlock(&m->q_lock);
 }
 
@@ -377,7 +391,7 @@ static void lead_release(cairn_meta *m)
 {
 	pthread_mutex_lock(&m->q_lock);
 	m->leader = 0;
-	pthread_cond_broadcast(&m->q_cond);
+	meta_lead_handoff(m);
 	pthread_mutex_unlock(&m->q_lock);
 }
 
@@ -539,18 +553,47 @@ int meta_undo_note(cairn_meta *m, uint64_t txnid)
 	}
 	mdb_cursor_close(c);
 out:
+	if (!__atomic_exchange_n(&m->u_pending, m->u_buf.len, __ATOMIC_ACQ_REL) &&
+	    m->u_buf.len && m->u_thread_on) {
+		/* the first records since the last flush: wake the writer */
+		pthread_mutex_lock(&m->u_lock);
+		pthread_cond_signal(&m->u_cond);
+		pthread_mutex_unlock(&m->u_lock);
+	}
+	if (!rc && !m->u_buf.len && !__atomic_load_n(&m->u_hold, __ATOMIC_ACQUIRE) &&
+	    m->u_pin) {
+		/* Nothing saved is waiting to be made durable: every page of T
+		 * freed so far is on disk in the undo file (or was never T's),
+		 * so the pin may move to the present right away (invariant 5),
+		 * which lets LMDB reuse the pages freed since as soon as with
+		 * plain MDB_NOSYNC.  u_rd is exactly there (renewed after this
+		 * commit): it becomes the pin, the old pin the next reader. */
+		MDB_txn *old = m->u_pin;
+		m->u_pin = m->u_rd;
+		m->u_rd = old;
+	}
 	mdb_txn_reset(m->u_rd);
 	return rc;
 }
 
-int meta_undo_flush(cairn_meta *m)
+/* busy: a checkpoint is persisting, nothing was done */
+static int undo_flush(cairn_meta *m, int *busy)
 {
 	int rc = 0;
 	MDB_txn *pin = NULL;
+	*busy = 0;
 	if (!m->undo)
 		return 0;
 	lead_acquire(m);
-	pthread_mutex_lock(&m->sync_lock);
+	/* Not a blocking lock: a checkpoint persisting (an fdatasync of the
+	 * data) holds sync_lock, and waiting for it here would hold every
+	 * commit up meanwhile.  That checkpoint starts a new epoch anyway. */
+	int e = pthread_mutex_trylock(&m->sync_lock);
+	if (e) {
+		lead_release(m);
+		*busy = e == EBUSY;
+		return e == EBUSY ? 0 : cairn_errf(CAIRN_E_IO, "undo flush: lock: %s", strerror(e));
+	}
 	if (m->failed) {
 		rc = cairn_errf(CAIRN_E_IO, "metadata sync failed earlier (%s); reopen", m->failmsg);
 		lead_release(m);
@@ -558,15 +601,25 @@ int meta_undo_flush(cairn_meta *m)
 	}
 	/* under leadership: the records cover every commit up to now, and the
 	 * new pin is exactly now */
+	if (!m->u_buf.len && !m->u_retry.len) {
+		/* nothing to save: the leader moves the pin by itself */
+		__atomic_store_n(&m->u_pending, 0, __ATOMIC_RELEASE);
+		lead_release(m);
+		goto out;
+	}
 	if (m->u_buf.len && (rc = mt_buf_add(&m->u_retry, m->u_buf.p, m->u_buf.len))) {
 		lead_release(m);
 		goto out;
 	}
 	m->u_buf.len = 0;
+	__atomic_store_n(&m->u_pending, 0, __ATOMIC_RELEASE);
 	mt_buf b = m->u_retry;
 	memset(&m->u_retry, 0, sizeof m->u_retry);
 	int fd = m->u_fd[m->u_epoch & 1];
 	off_t off = (off_t)m->u_off;
+	/* until they are durable and the new pin is in place, the leader
+	 * must leave the pin where it is */
+	__atomic_store_n(&m->u_hold, 1, __ATOMIC_RELEASE);
 	rc = ck_pin_begin(m, &pin);
 	lead_release(m);
 	if (!rc && b.len && (pwrite(fd, b.p, b.len, off) != (ssize_t)b.len || fdatasync(fd) != 0))
@@ -585,6 +638,7 @@ int meta_undo_flush(cairn_meta *m)
 		mdb_txn_abort(m->u_pin);
 	m->u_pin = pin;
 	pin = NULL;
+	__atomic_store_n(&m->u_hold, 0, __ATOMIC_RELEASE);
 out:
 	if (pin)
 		mdb_txn_abort(pin);
@@ -599,34 +653,69 @@ static int64_t mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int meta_undo_flush(cairn_meta *m)
+{
+	int busy;
+	return undo_flush(m, &busy);
+}
+
+static void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000), (long)(ns % 1000000000) };
+	nanosleep(&ts, NULL);
+}
+
+/* The undo writer.  It sleeps until the leader saved pages (u_cond), then
+ * flushes them at once: the pin stays behind only for as long as the
+ * records take to become durable (about one fdatasync), and LMDB reuses
+ * the pages freed meanwhile right after.  Flushes run back to back while
+ * pages keep coming. */
 static void *undo_main(void *arg)
 {
 	cairn_meta *m = arg;
-	while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
-		struct timespec ts = { 0, (long)m->undo_ms * 1000000 };
-		nanosleep(&ts, NULL);
-		if (__atomic_load_n(&m->failed, __ATOMIC_ACQUIRE))
+	int64_t period = (int64_t)m->undo_ms * 1000000;
+	for (;;) {
+		pthread_mutex_lock(&m->u_lock);
+		if (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&m->u_pending, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&m->u_hold, __ATOMIC_ACQUIRE)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)period;
+			ts.tv_sec += (time_t)(ns / 1000000000);
+			ts.tv_nsec = (long)(ns % 1000000000);
+			pthread_cond_timedwait(&m->u_cond, &m->u_lock, &ts);
+		}
+		pthread_mutex_unlock(&m->u_lock);
+		if (__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE))
+			break;
+		if (__atomic_load_n(&m->failed, __ATOMIC_ACQUIRE)) {
+			sleep_ns(period);
 			continue;
-		int idle = 0;
-		/* not mdb_env_info(): it reads the map, which the leader may be
-		 * replacing (growth) right now */
-		uint64_t lastw = __atomic_load_n(&m->u_lastw, __ATOMIC_ACQUIRE);
+		}
+		if (!__atomic_load_n(&m->u_pending, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&m->u_hold, __ATOMIC_ACQUIRE))
+			continue;  /* nothing saved since the last flush */
+		/* a young epoch while checkpoints come often (synced commits):
+		 * the next one will move the pin soon, and flushing would add
+		 * an fdatasync */
 		pthread_mutex_lock(&m->sync_lock);
-		if (m->u_pin && lastw <= mdb_txn_id(m->u_pin))
-			idle = 1;  /* nothing committed since */
-		/* a young epoch (synced commits checkpoint often): its pin
-		 * costs little, and flushing would add an fdatasync */
-		if (mono_ns() - m->u_epoch_ns < 4 * (int64_t)m->undo_ms * 1000000)
-			idle = 1;
+		int64_t age = mono_ns() - m->u_epoch_ns, prev = m->u_prev_ns;
 		pthread_mutex_unlock(&m->sync_lock);
-		if (idle)
+		if (age < 4 * period && prev < 4 * period) {
+			sleep_ns(4 * period - age);
 			continue;
-		if (meta_undo_flush(m)) {
-			/* retried in undo_ms; the failure that matters (sticky)
-			 * is reported by the next write */
+		}
+		int busy;
+		if (undo_flush(m, &busy)) {
+			/* retried after a period; the failure that matters
+			 * (sticky) is reported by the next write */
 			static int once;
 			cairn_log_once(&once, CAIRN_LOG_WARN, "meta", "undo flush: %s (retrying)",
 				       cairn_errmsg());
+			sleep_ns(period);
+		} else if (busy) {
+			sleep_ns(period / 4);  /* a checkpoint is persisting */
 		}
 	}
 	return NULL;
@@ -647,7 +736,10 @@ void meta_undo_stop(cairn_meta *m)
 {
 	if (!m->u_thread_on)
 		return;
+	pthread_mutex_lock(&m->u_lock);
 	__atomic_store_n(&m->stop, 1, __ATOMIC_RELEASE);
+	pthread_cond_signal(&m->u_cond);
+	pthread_mutex_unlock(&m->u_lock);
 	pthread_join(m->u_thread, NULL);
 	m->u_thread_on = 0;
 }
@@ -670,6 +762,23 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 		pthread_mutex_unlock(&m->sync_lock);
 		if (done)
 			return 0;
+	}
+	if ((flags & MCK_PRESYNC) && !have_leader) {
+		/* From the capture until the new slot is durable nothing freed
+		 * since the previous epoch's pin is reused: every commit then
+		 * takes fresh pages, which the fdatasync must write too.  Write
+		 * the dirty pages back first, with nothing pinned, so that the
+		 * pinned fdatasync has only what changed meanwhile to write. */
+		int err0 = 0;
+		if (fdatasync(m->env_fd) != 0)
+			err0 = errno;
+		if (err0) {
+			pthread_mutex_lock(&m->sync_lock);
+			rc = ck_fail(m, cairn_errf(CAIRN_E_IO, "fdatasync of metadata in %s: %s",
+						   m->dir, strerror(err0)));
+			pthread_mutex_unlock(&m->sync_lock);
+			return rc;
+		}
 	}
 	if (!have_leader) {
 		lead_acquire(m);
@@ -749,10 +858,16 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 		m->u_map = map;
 		m->u_last = last;
 		m->u_epoch = m->ck_seq + 1;
-		m->u_epoch_ns = mono_ns();
+		int64_t now = mono_ns();
+		m->u_prev_ns = now - m->u_epoch_ns;
+		m->u_epoch_ns = now;
 		m->u_off = 0;
 		m->u_buf.len = 0;
 		m->u_retry.len = 0;
+		/* the old epoch's unsaved records are dropped: old_upin
+		 * protects what they covered until the new slot is durable */
+		__atomic_store_n(&m->u_pending, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&m->u_hold, 0, __ATOMIC_RELEASE);
 		old_upin = m->u_pin;
 		m->u_pin = pin;
 		pin = NULL;

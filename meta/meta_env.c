@@ -546,6 +546,8 @@ int meta_open(const char *dir, const meta_opts *opts, cairn_meta **out)
 	pthread_mutex_init(&m->sync_lock, NULL);
 	pthread_cond_init(&m->flush_cond, NULL);
 	pthread_mutex_init(&m->open_lock, NULL);
+	pthread_mutex_init(&m->u_lock, NULL);
+	pthread_cond_init(&m->u_cond, NULL);
 	m->cappool = 64;
 	m->pool = calloc(m->cappool, sizeof *m->pool);
 	if (!m->pool) {
@@ -691,6 +693,8 @@ int meta_close(cairn_meta *m)
 	pthread_mutex_destroy(&m->sync_lock);
 	pthread_cond_destroy(&m->flush_cond);
 	pthread_mutex_destroy(&m->open_lock);
+	pthread_mutex_destroy(&m->u_lock);
+	pthread_cond_destroy(&m->u_cond);
 	free(m);
 	return rc;
 }

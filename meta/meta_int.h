@@ -115,6 +115,8 @@ struct cairn_meta {
 	pthread_cond_t q_cond;
 	meta_wnode *q_head, *q_tail;
 	int leader;
+	int lead_want;          /* threads in lead_acquire (meta_ckpt.c):
+	                           callers of meta_write let them lead first */
 	uint64_t last_lsn;      /* of the last committed record */
 	uint64_t durable_lsn;   /* last LSN known on stable storage (atomic;
 	                           meta_durable_lsn) */
@@ -154,7 +156,7 @@ struct cairn_meta {
 	uint64_t u_last;        /* T's last page */
 	uint64_t u_epoch;       /* seq of the slot the epoch belongs to */
 	int64_t u_epoch_ns;     /* when it started (monotonic) */
-	uint64_t u_lastw;       /* txnid of the last commit (atomic) */
+	int64_t u_prev_ns;      /* how long the epoch before it lasted */
 	mt_buf u_buf;           /* records not written yet (leader only) */
 	mt_buf u_retry;         /* records a failed flush could not write
 	                           (under sync_lock) */
@@ -162,10 +164,16 @@ struct cairn_meta {
 	int u_fd[2];            /* meta.undo.0, meta.undo.1 */
 	MDB_txn *u_pin;         /* rolling pin: records freed at/after it wait */
 	MDB_txn *u_rd;          /* reads free-list records after commits */
-	unsigned undo_ms;       /* rolling pin period */
+	size_t u_pending;       /* u_buf.len as the leader left it (atomic) */
+	int u_hold;             /* records outside u_buf not durable yet (a
+	                           flush in flight, or u_retry): the leader
+	                           must not move the pin (atomic) */
+	unsigned undo_ms;       /* undo writer: idle wait; young epoch = 4x */
 	uint64_t restored;      /* pages put back at open (tests) */
 	pthread_t u_thread;
 	int u_thread_on;
+	pthread_mutex_t u_lock; /* u_cond: the leader wakes the undo writer */
+	pthread_cond_t u_cond;
 	/* tests: called after each checkpoint is durable (under sync_lock) */
 	void (*test_ckpt_hook)(cairn_meta *m, void *arg);
 	void *test_ckpt_arg;
@@ -219,6 +227,8 @@ int mt_need_write(meta_txn *t);
 int meta_txn_start_flusher(cairn_meta *m);
 void meta_txn_stop_flusher(cairn_meta *m);
 int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader);
+/* Under q_lock, right after leadership was given up: wake the next one. */
+void meta_lead_handoff(cairn_meta *m);
 /* ---- meta_ship.c ---- */
 /* Every record up to lsn is on stable storage (monotonic). */
 void meta_durable_note(cairn_meta *m, uint64_t lsn);
@@ -229,6 +239,8 @@ void meta_durable_note(cairn_meta *m, uint64_t lsn);
 #define META_CKPT_READERS 4
 #define MCK_CLEAN 0x1u   /* final checkpoint of meta_close */
 #define MCK_FORCE 0x2u   /* write a slot even if nothing changed */
+#define MCK_PRESYNC 0x4u /* background: write the data back before the
+                            capture, so that the pinned part is short */
 /* Before mdb_env_open: restore the synced meta pages after an OS crash
  * (other modes: remove a stale side file). */
 int meta_ckpt_recover(cairn_meta *m);
@@ -241,7 +253,8 @@ void meta_ckpt_close(cairn_meta *m);
 /* After the leader committed transaction txnid: save the pages of T it
  * freed (leader only). */
 int meta_undo_note(cairn_meta *m, uint64_t txnid);
-/* Write and sync the saved pages, then move the rolling pin to now. */
+/* Write and sync the saved pages, then move the rolling pin to now (when
+ * none are waiting, the leader moves it after each commit by itself). */
 int meta_undo_flush(cairn_meta *m);
 int meta_undo_start(cairn_meta *m);
 void meta_undo_stop(cairn_meta *m);

@@ -38,7 +38,10 @@
  *      anything, or when the batch committed.
  *   4. Waiters look only at their node's `done`, which the leader sets
  *      under q_lock after it is finished with the whole batch: a node lives
- *      on its caller's stack and disappears as soon as done is seen.
+ *      on its caller's stack and disappears as soon as done is seen.  Each
+ *      waiter sleeps on its node's own condition variable: the leader wakes
+ *      the callers of its batch, and, on giving up leadership, the first
+ *      queued caller (meta_lead_handoff), not every waiter.
  *   5. After an fsync failure (m->failed) no write is accepted: the page
  *      cache may have dropped the data the fsync could not write.
  */
@@ -60,8 +63,23 @@ struct meta_wnode {
 	uint64_t lsn;
 	uint64_t seq;
 	char msg[256];
+	pthread_cond_t cv;  /* its caller waits here (under q_lock) */
 	meta_wnode *next;
 };
+
+/* Leadership was just given up (under q_lock): wake whoever should take
+ * it next.  lead_acquire() waiters wait on q_cond; of the queued callers
+ * only the first is woken, and the others only when their batch is done,
+ * so a finished batch does not wake every waiter for nothing (each wake-up
+ * is a context switch, which on two cores cost as much as the batching
+ * saved). */
+void meta_lead_handoff(cairn_meta *m)
+{
+	if (m->lead_want)
+		pthread_cond_broadcast(&m->q_cond);
+	if (m->q_head)
+		pthread_cond_signal(&m->q_head->cv);
+}
 
 int mt_buf_add(mt_buf *b, const void *p, size_t n)
 {
@@ -417,7 +435,6 @@ restart:
 		batch_fail(batch, meta_lmdb_err(err, "commit metadata"));
 		goto out;
 	}
-	__atomic_store_n(&m->u_lastw, txnid, __ATOMIC_RELEASE);
 	if (m->undo && (rc = meta_undo_note(m, txnid))) {
 		/* the checkpoint's snapshot lost its protection: stop here */
 		cairn_err_copy(m->failmsg, sizeof m->failmsg);
@@ -488,6 +505,7 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 		*lsn_out = 0;
 	if (d != META_RELAXED && d != META_SYNCED)
 		return cairn_errf(CAIRN_E_INVAL, "durability %d is neither relaxed nor synced", (int)d);
+	pthread_cond_init(&n.cv, NULL);
 	pthread_mutex_lock(&m->q_lock);
 	if (m->q_tail)
 		m->q_tail->next = &n;
@@ -495,7 +513,7 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 		m->q_head = &n;
 	m->q_tail = &n;
 	while (!n.done) {
-		if (!m->leader) {
+		if (!m->leader && !m->lead_want) {
 			m->leader = 1;
 			meta_wnode *b = m->q_head;
 			m->q_head = m->q_tail = NULL;
@@ -519,14 +537,17 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 			for (meta_wnode *x = b, *nx; x; x = nx) {
 				nx = x->next;
 				x->done = 1;
+				if (x != &n)
+					pthread_cond_signal(&x->cv);
 			}
 			m->leader = 0;
-			pthread_cond_broadcast(&m->q_cond);
+			meta_lead_handoff(m);
 		} else {
-			pthread_cond_wait(&m->q_cond, &m->q_lock);
+			pthread_cond_wait(&n.cv, &m->q_lock);
 		}
 	}
 	pthread_mutex_unlock(&m->q_lock);
+	pthread_cond_destroy(&n.cv);
 	if (n.rc)
 		return cairn_err_set(n.rc, n.msg);
 	if (d == META_SYNCED && n.seq) {
@@ -558,8 +579,12 @@ static void *flusher_main(void *arg)
 		uint64_t seq = __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
 		int rc = 0;
 		int failed = __atomic_load_n(&m->failed, __ATOMIC_ACQUIRE);
+		/* a no-op when already synced; in PINNED mode the data is
+		 * written back before the checkpoint pins anything */
 		if (!failed)
-			rc = meta_sync_upto(m, seq, 0);  /* a no-op when already synced */
+			rc = m->opts.safe_relaxed == META_RELAXED_PINNED
+				     ? meta_ckpt(m, seq, 0, MCK_PRESYNC)
+				     : meta_sync_upto(m, seq, 0);
 		if (rc && !m->flush_err) {
 			/* a durability failure: meta_close reports it */
 			m->flush_err = rc;

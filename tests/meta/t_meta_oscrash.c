@@ -32,7 +32,9 @@
  *            same boot id: nothing may be rolled back (digest == final).
  * Also: a clean close is never rolled back; a side file whose snapshot is
  * longer than data.mdb is refused with a clear message; a garbage side file
- * is ignored with a warning.
+ * is ignored with a warning; once no saved page waits to become durable,
+ * freed pages are reused as without a pin (the file grows no more than in
+ * UNSAFE mode).
  *
  * The undo writer's turn (meta_undo_flush) is taken at random points of
  * step 2, so pages of the checkpoint's snapshot are reused and overwritten
@@ -452,11 +454,64 @@ static void test_edges(const char *base)
 	unsetenv("CAIRN_TEST_BOOT_ID");
 }
 
+/* Pages the file grows by under the same small update done 2,000 times
+ * after a checkpoint, the undo writer's turn every 100 updates. */
+static uint64_t reuse_run(const char *dir, int mode)
+{
+	meta_opts o = t_opts();
+	o.map_size = 4 << 20;
+	o.flush_interval_ms = 0;  /* the test takes the undo writer's turns */
+	o.safe_relaxed = mode;
+	cairn_meta *m;
+	meta_attr a;
+	uint8_t val[64];
+	REQUIRE(mkdir(dir, 0755) == 0);
+	REQUIRE_OK(meta_open(dir, &o, &m));
+	for (int i = 0; i < 200; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "r%d", i);
+		CHECK_OK(w_create(m, META_ROOT_INO, name, NULL));
+		if (i % 10 == 0)
+			CHECK_OK(meta_undo_flush(m));
+	}
+	REQUIRE_OK(r_lookup(m, META_ROOT_INO, "r7", &a));
+	REQUIRE_OK(meta_sync(m));
+	MDB_envinfo before, after;
+	REQUIRE(mdb_env_info(m->env, &before) == 0);
+	for (int i = 0; i < 2000; i++) {
+		t_fill(val, sizeof val, (uint64_t)i);
+		CHECK_OK(w_xset(m, a.ino, "user.x", val, sizeof val, 0));
+		if (i % 100 == 0)
+			CHECK_OK(meta_undo_flush(m));
+	}
+	REQUIRE(mdb_env_info(m->env, &after) == 0);
+	CHECK_OK(meta_close(m));
+	return after.me_last_pgno - before.me_last_pgno;
+}
+
+/* Once the pages of the synced snapshot a commit freed are saved durably,
+ * nothing is left for the pin to protect, and LMDB must reuse freed pages
+ * as it does without a pin: the file grows no more than in UNSAFE mode.
+ * (With the pin moved only by the undo writer, every update between two
+ * of its turns took fresh pages: hundreds more here.) */
+static void test_reuse(const char *base)
+{
+	char dir[600];
+	snprintf(dir, sizeof dir, "%s/reuse-unsafe", base);
+	uint64_t unsafe = reuse_run(dir, META_RELAXED_UNSAFE);
+	snprintf(dir, sizeof dir, "%s/reuse-pinned", base);
+	uint64_t pinned = reuse_run(dir, META_RELAXED_PINNED);
+	printf("reuse     grew by %llu pages pinned, %llu unsafe\n", (unsigned long long)pinned,
+	       (unsigned long long)unsafe);
+	CHECK(pinned <= unsafe + 32);
+}
+
 int main(void)
 {
 	uint64_t seed = t_seed();
 	const char *base = t_tmpdir("meta_oscrash");
 	test_edges(base);
+	test_reuse(base);
 	test_variant(base, V_RESTORE, t_scaled(40), seed);
 	test_variant(base, V_SAMEBOOT, t_scaled(5), seed + 1000);
 	test_variant(base, V_NORESTORE, t_scaled(12), seed + 2000);
