@@ -85,21 +85,31 @@ static inline int ft_umount(void)
 	return rc;
 }
 
-/* The daemon's pid, from the control file; 0 if unreadable. */
-static inline long ft_daemon_pid(void)
+/* One counter of the mount's control file (a "key value" line);
+ * UINT64_MAX if the file or the key is missing. */
+static inline uint64_t ft_stat(const char *name)
 {
-	char path[700], buf[4096];
+	char path[700], buf[8192], key[64];
 	snprintf(path, sizeof path, "%s/.cairn-stats", ft_mnt);
 	int fd = open(path, O_RDONLY);
 	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
+		return UINT64_MAX;
+	ssize_t n = read(fd, buf + 1, sizeof buf - 2);
 	close(fd);
 	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *p = strstr(buf, "pid ");
-	return p ? strtol(p + 4, NULL, 10) : 0;
+		return UINT64_MAX;
+	buf[0] = '\n';   /* the first line matches like the others */
+	buf[n + 1] = 0;
+	snprintf(key, sizeof key, "\n%s ", name);
+	char *p = strstr(buf, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : UINT64_MAX;
+}
+
+/* The daemon's pid, from the control file; 0 if unreadable. */
+static inline long ft_daemon_pid(void)
+{
+	uint64_t pid = ft_stat("pid");
+	return pid == UINT64_MAX ? 0 : (long)pid;
 }
 
 /* Alive and not a zombie (an orphaned daemon may wait for a reaper). */

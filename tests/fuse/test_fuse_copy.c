@@ -17,24 +17,6 @@
 
 #define BLK 4096
 
-/* One counter of the mount's control file; UINT64_MAX if missing. */
-static uint64_t stat_of(const char *name)
-{
-	char path[700], buf[8192], key[64];
-	snprintf(path, sizeof path, "%s/.cairn-stats", ft_mnt);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return UINT64_MAX;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return UINT64_MAX;
-	buf[n] = 0;
-	snprintf(key, sizeof key, "\n%s ", name);
-	char *p = strstr(buf, key);
-	return p ? strtoull(p + strlen(key), NULL, 10) : UINT64_MAX;
-}
-
 static int open_in(const char *dir, const char *name, int flags)
 {
 	char p[800];
@@ -165,8 +147,8 @@ int main(void)
 	pwrite_all(fo, d, 5000, 0);
 	REQUIRE(fsync(fo) == 0);
 	memcpy(dst, d, 5000);
-	uint64_t br = stat_of("bytes_read"), bw = stat_of("bytes_written");
-	uint64_t cs = stat_of("chunks_staged");
+	uint64_t br = ft_stat("bytes_read"), bw = ft_stat("bytes_written");
+	uint64_t cs = ft_stat("chunks_staged");
 	REQUIRE(br != UINT64_MAX && bw != UINT64_MAX && cs != UINT64_MAX);
 	/* Unaligned, across the hole, asking past the source's end. */
 	ssize_t r = copy_all(fm, 4096 + 3, fo, 7, 4 << 20);
@@ -177,9 +159,9 @@ int main(void)
 	CHECK(r == 1000);
 	memcpy(dst + (5 << 20), src + 100, 1000);
 	size_t dsize2 = (5 << 20) + 1000;
-	CHECK(stat_of("bytes_read") == br);
-	CHECK(stat_of("bytes_written") == bw);
-	CHECK(stat_of("chunks_staged") == cs);
+	CHECK(ft_stat("bytes_read") == br);
+	CHECK(ft_stat("bytes_written") == bw);
+	CHECK(ft_stat("chunks_staged") == cs);
 	(void)dsize;
 	check_bytes(fo, dst, dsize2, "copy");
 	/* The copied hole is a hole of the copy. */
@@ -224,13 +206,13 @@ int main(void)
 	/* A re-read after close and open comes from the kernel's page cache
 	 * (FOPEN_KEEP_CACHE): no READ reaches the daemon. */
 	/* (bytes_read: ops_read also counts this control file's own READs) */
-	uint64_t rd = stat_of("bytes_read");
+	uint64_t rd = ft_stat("bytes_read");
 	REQUIRE(rd != UINT64_MAX);
 	fo = open_in(ft_mnt, "copy", O_RDONLY);
 	REQUIRE(fo >= 0);
 	check_bytes(fo, dst, dsize2, "copy, warm");
 	close(fo);
-	uint64_t rd2 = stat_of("bytes_read");
+	uint64_t rd2 = ft_stat("bytes_read");
 	if (rd2 != rd)
 		fprintf(stderr, "warm re-read: %" PRIu64 " bytes read by the daemon\n",
 			rd2 - rd);
@@ -238,7 +220,7 @@ int main(void)
 	/* When the kernel evicts its inodes (and their pages with them), the
 	 * mount counts the FORGETs: the counter that tells a warm read that
 	 * went to the daemon because someone dropped the caches. */
-	uint64_t fg = stat_of("inodes_forgotten");
+	uint64_t fg = ft_stat("inodes_forgotten");
 	REQUIRE(fg != UINT64_MAX);
 	FILE *dc = fopen("/proc/sys/vm/drop_caches", "w");
 	if (dc) {
@@ -247,7 +229,7 @@ int main(void)
 		uint64_t now = fg;
 		for (int i = 0; i < 100 && now == fg; i++) {
 			usleep(50000);
-			now = stat_of("inodes_forgotten");
+			now = ft_stat("inodes_forgotten");
 		}
 		CHECK(now != UINT64_MAX && now > fg);
 	}

@@ -40,24 +40,6 @@ static void fill(uint8_t *b, unsigned i)
 	t_fill(b, MIB, g_seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15ULL));
 }
 
-/* One counter of the mount's control file; UINT64_MAX if missing. */
-static uint64_t stat_of(const char *name)
-{
-	char path[700], buf[8192], key[64];
-	snprintf(path, sizeof path, "%s/.cairn-stats", ft_mnt);
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return UINT64_MAX;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return UINT64_MAX;
-	buf[n] = 0;
-	snprintf(key, sizeof key, "\n%s ", name);
-	char *p = strstr(buf, key);
-	return p ? strtoull(p + strlen(key), NULL, 10) : UINT64_MAX;
-}
-
 /* Unmount, drop the volume's local copies and window cache, mount. */
 static void cold_remount(void)
 {
@@ -119,12 +101,12 @@ int main(void)
 	}
 	REQUIRE(fsync(fd) == 0);  /* remote: returns once uploaded */
 	REQUIRE(close(fd) == 0);
-	CHECK(stat_of("segments_uploaded") >= 1);
-	CHECK(stat_of("pending_upload_bytes") == 0);
+	CHECK(ft_stat("segments_uploaded") >= 1);
+	CHECK(ft_stat("pending_upload_bytes") == 0);
 
 	/* A: one reader, 1 MiB read(2) calls. */
 	cold_remount();
-	uint64_t c0 = stat_of("chunk_bytes_read"), s0 = stat_of("chunk_reads_local");
+	uint64_t c0 = ft_stat("chunk_bytes_read"), s0 = ft_stat("chunk_reads_local");
 	REQUIRE(c0 != UINT64_MAX);
 	fd = open(g_path, O_RDONLY);
 	REQUIRE(fd >= 0);
@@ -136,16 +118,16 @@ int main(void)
 	}
 	CHECK(read(fd, b, MIB) == 0);
 	CHECK(close(fd) == 0);
-	uint64_t a = stat_of("chunk_bytes_read") - c0;
+	uint64_t a = ft_stat("chunk_bytes_read") - c0;
 	printf("A: one reader: %" PRIu64 " chunk bytes for %" PRIu64 " file bytes (%.2fx), "
-	       "%" PRIu64 " READs\n", a, size, (double)a / (double)size, stat_of("ops_read"));
-	CHECK(stat_of("chunk_reads_local") == s0);  /* from the store indeed */
+	       "%" PRIu64 " READs\n", a, size, (double)a / (double)size, ft_stat("ops_read"));
+	CHECK(ft_stat("chunk_reads_local") == s0);  /* from the store indeed */
 	CHECK(a >= size);
 	CHECK(a <= lim);
 
 	/* B: two threads, one descriptor, interleaved 1 MiB pieces. */
 	cold_remount();
-	c0 = stat_of("chunk_bytes_read");
+	c0 = ft_stat("chunk_bytes_read");
 	g_fd = open(g_path, O_RDONLY);
 	REQUIRE(g_fd >= 0);
 	pthread_t th[2];
@@ -155,7 +137,7 @@ int main(void)
 		pthread_join(th[k], NULL);
 	CHECK(close(g_fd) == 0);
 	CHECK(g_bad == 0);
-	uint64_t bb = stat_of("chunk_bytes_read") - c0;
+	uint64_t bb = ft_stat("chunk_bytes_read") - c0;
 	printf("B: two threads: %" PRIu64 " chunk bytes for %" PRIu64 " file bytes (%.2fx)\n",
 	       bb, size, (double)bb / (double)size);
 	CHECK(bb >= size);
@@ -164,7 +146,7 @@ int main(void)
 	/* C: random 4 KiB reads, 8 MiB apart, shuffled: each costs at most
 	 * the chunk it touches (max chunk 16 MiB), no readahead. */
 	cold_remount();
-	c0 = stat_of("chunk_bytes_read");
+	c0 = ft_stat("chunk_bytes_read");
 	fd = open(g_path, O_RDONLY);
 	REQUIRE(fd >= 0);
 	CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) == 0);
@@ -187,7 +169,7 @@ int main(void)
 		CHECK(memcmp(b, want + 12345, 4096) == 0);
 	}
 	CHECK(close(fd) == 0);
-	uint64_t c = stat_of("chunk_bytes_read") - c0;
+	uint64_t c = ft_stat("chunk_bytes_read") - c0;
 	printf("C: %u random 4 KiB reads: %" PRIu64 " chunk bytes (%.1f MiB per read)\n", nr,
 	       c, (double)c / nr / MIB);
 	CHECK(c <= (uint64_t)nr * 16 * MIB);
