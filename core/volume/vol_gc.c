@@ -1048,16 +1048,7 @@ static void *gc_main(void *arg)
 
 	pthread_mutex_lock(&vol->gc_wmu);
 	while (!vol->gc_stop) {
-		struct timespec ts;
-		unsigned ms = vol->o.gc_interval_ms;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += ms / 1000;
-		ts.tv_nsec += (long)(ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		int w = pthread_cond_timedwait(&vol->gc_cv, &vol->gc_wmu, &ts);
+		int w = vol_cond_wait_ms(&vol->gc_cv, &vol->gc_wmu, vol->o.gc_interval_ms);
 		if (vol->gc_stop)
 			break;
 		if (w != ETIMEDOUT)

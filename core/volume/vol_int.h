@@ -396,6 +396,8 @@ typedef struct vseglist {
 	size_t n, cap;
 	int rc;
 } vseglist;
+/* pthread_cond_timedwait for ms from now (CLOCK_REALTIME); its result. */
+int vol_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms);
 int vol_seglist_load(cairn_meta *m, int (*keep)(const meta_seg *s), vseglist *l);
 
 /* vol_stream.c: large files (docs/large-files.md).  With vi->lk held for

@@ -1386,16 +1386,8 @@ static void *ship_main(void *arg)
 		if (s->next_try_ms && s->next_try_ms < wake)
 			wake = s->next_try_ms;
 		while (!s->stop && s->req == s->served && vol_now_ms() < wake) {
-			struct timespec ts;
 			int64_t ms = wake - vol_now_ms();
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += ms / 1000;
-			ts.tv_nsec += (ms % 1000) * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+			vol_cond_wait_ms(&s->cv, &s->mu, ms > 60000 ? 60000u : (unsigned)ms);
 		}
 		if (s->stop)
 			break;
@@ -1644,14 +1636,7 @@ int volume_ship_flush(cairn_volume *vol)
 		pthread_cond_signal(&s->cv);
 		while (s->served < mine && !s->fenced && !s->stale && !s->stop &&
 		       vol_now_ms() - w0 < vol->o.upload_wait_ms) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
+			vol_cond_wait_ms(&s->done_cv, &s->mu, 100);
 		}
 	}
 	dead = s->fenced || s->stale;
@@ -1693,14 +1678,7 @@ int volume_ship_flush(cairn_volume *vol)
 		uint64_t r0 = s->rounds, mine = ++s->req;
 		pthread_cond_signal(&s->cv);
 		while (s->served < mine && !s->fenced && !s->stale && !s->stop) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 100 * 1000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&s->done_cv, &s->mu, &ts);
+			vol_cond_wait_ms(&s->done_cv, &s->mu, 100);
 			if (vol_now_ms() - t0 >= vol->o.upload_wait_ms)
 				break;
 		}

@@ -54,7 +54,7 @@
 
 #include "vol_int.h"
 
-static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
+int vol_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -64,7 +64,7 @@ static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
-	pthread_cond_timedwait(cv, mu, &ts);
+	return pthread_cond_timedwait(cv, mu, &ts);
 }
 
 /* Sticky failure (st_mu held): the staging writer or the metadata can no
@@ -470,7 +470,7 @@ int vol_cap_wait(cairn_volume *vol)
 			CAIRN_ERROR(VOL_MOD, "%s", cairn_errmsg());
 			break;
 		}
-		cond_wait_ms(&vol->done_cv, &vol->up_mu, 100);
+		vol_cond_wait_ms(&vol->done_cv, &vol->up_mu, 100);
 	}
 	pthread_mutex_unlock(&vol->up_mu);
 	return rc;
@@ -518,7 +518,7 @@ int vol_wait_uploaded(cairn_volume *vol, uint64_t seg)
 			CAIRN_ERROR(VOL_MOD, "%s", cairn_errmsg());
 			break;
 		}
-		cond_wait_ms(&vol->done_cv, &vol->up_mu, 100);
+		vol_cond_wait_ms(&vol->done_cv, &vol->up_mu, 100);
 	}
 	pthread_mutex_unlock(&vol->up_mu);
 	return rc;
@@ -602,7 +602,7 @@ static void *uploader_main(void *arg)
 		if (vol->nq == 0 || vol->o.no_upload || !vol_ship_upload_ok(vol)) {
 			if (vol->stop)
 				break;
-			cond_wait_ms(&vol->up_cv, &vol->up_mu, 200);
+			vol_cond_wait_ms(&vol->up_cv, &vol->up_mu, 200);
 			continue;
 		}
 		vseg s = vol->q[0];
@@ -640,7 +640,7 @@ static void *uploader_main(void *arg)
 		pthread_cond_broadcast(&vol->done_cv);
 		if (vol->stop)
 			break;  /* closing: the next open uploads it */
-		cond_wait_ms(&vol->up_cv, &vol->up_mu, backoff);
+		vol_cond_wait_ms(&vol->up_cv, &vol->up_mu, backoff);
 		backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
 	}
 	pthread_mutex_unlock(&vol->up_mu);
@@ -654,7 +654,7 @@ static void *bg_main(void *arg)
 
 	pthread_mutex_lock(&vol->up_mu);
 	while (!vol->stop) {
-		cond_wait_ms(&vol->up_cv, &vol->up_mu, 100);
+		vol_cond_wait_ms(&vol->up_cv, &vol->up_mu, 100);
 		if (vol->stop)
 			break;
 		pthread_mutex_unlock(&vol->up_mu);
