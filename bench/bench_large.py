@@ -15,6 +15,7 @@ standard library only).
               `aws s3 cp SRC s3://...`; `bench_large read` (cold) versus
               `aws s3 cp s3://... FILE`; target >= 1.0 for both.
 
+With `bench/run.py --only large --no-s3` only the file:// rows run.
 Each figure is the median of ctx.reps repetitions (alternating the order of
 the two tools); the first read of each kind is compared with the source
 (SHA-256).
@@ -113,6 +114,9 @@ def run(ctx, Row, BenchError):
                         med(samples["dd_r"]) / MiB, note="informational"))
 
         # ---- s3rver versus the AWS CLI ----
+        if getattr(ctx.args, "no_s3", False):
+            ctx.log("--no-s3: s3 rows skipped")
+            return rows
         aws = shutil.which("aws", path="/usr/bin") or shutil.which("aws")
         if not aws:
             ctx.log("the AWS CLI is not installed: s3 rows skipped")

@@ -70,4 +70,10 @@ int seg_frame_build(const void *src, size_t len, int level, uint8_t *dst,
  * lengths).  Returns CAIRN_E_CORRUPT with what (a phrase) filled. */
 int seg_frame_check(const char *name, const char *what, const seg_frame *f);
 
+/* seg_writer_append of a raw frame whose crc32c (of buf[0..len)) the
+ * caller already computed, e.g. while copying the bytes in (seg_stream):
+ * one pass less over them.  Same errors as seg_writer_append. */
+int seg_writer_append_raw(seg_writer *w, uint64_t chunk_id, const void *buf,
+			  size_t len, uint32_t crc, seg_frame *out);
+
 #endif

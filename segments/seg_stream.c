@@ -25,9 +25,13 @@
  * Invariants:
  *   1. Memory is two chunk buffers of max_chunk bytes and the list of
  *      chunks not yet taken by the caller, whatever the stream's length.
- *      While the caller chunks the next bytes into one buffer, a worker
- *      thread hashes and appends the previous chunk from the other (a
- *      pipeline: chunking | SHA-256 + crc + write).  seg_stream_cut and
+ *      While the caller chunks the next bytes into one buffer (gear scan,
+ *      copy, crc32c), a worker thread hashes them as they are published
+ *      (fill[]) and, once the chunk is cut, appends it; meanwhile the
+ *      caller fills the other buffer.  When the caller had to wait for
+ *      the worker, it hashes the next chunk itself (hash_by, auto).
+ *      Whoever hashes, the SHA-256 is of exactly the chunk's bytes.
+ *      seg_stream_cut and
  *      seg_stream_drain wait for the worker: after them every fed byte up
  *      to the last cut is in the file and in the ready list.
  *   2. Chunk k's first byte is stream byte sum(len of chunks < k); chunks
@@ -78,9 +82,17 @@ struct seg_stream {
 	int thr_ok;
 	pthread_mutex_t mu;     /* guards everything below */
 	pthread_cond_t cv;
+	uint32_t crc;           /* crc32c of buf[cur][0..cl), as copied in */
+	cairn_sha256_ctx *csha; /* the caller's SHA-256 (inl) */
+	int inl;                /* the caller hashes buf[cur]'s chunk itself */
+	int job_hashed;         /* job_hash is the job's SHA-256 */
+	uint8_t job_hash[32];
 	int job;                /* buffer handed to the worker, -1: none */
 	size_t job_len;
 	uint64_t job_pos;
+	uint32_t job_crc;
+	size_t fill[2];         /* bytes of a buffer being filled published to
+				 * the worker (it hashes them as they come) */
 	int busy[2];            /* buffer queued or being written */
 	int stop;
 	int err;                /* sticky error of the worker */
@@ -179,6 +191,9 @@ int seg_stream_create(cairn_uring *u, const char *path, const seg_id *id,
 				path, s->o.max_chunk);
 		goto fail;
 	}
+	if ((rc = cairn_sha256_new(&s->csha)))
+		goto fail;
+	s->inl = s->o.hash_by == SEG_STREAM_HASH_CALLER;
 	wo.direct = s->o.direct;
 	if ((rc = seg_writer_create(u, path, id, &wo, &s->w)))
 		goto fail;
@@ -194,33 +209,65 @@ fail:
 	return rc;
 }
 
-/* The worker: hash a cut chunk, append it as one frame (tagged with its
- * segment offset, as the volume tags packed frames), record it.  Runs
- * beside the caller, who goes on chunking the next bytes. */
+/* The worker: hash each chunk as its bytes arrive (the part of the
+ * buffer the caller has published in fill[], then the rest at the cut),
+ * then offer it to the dedup hook and append it as one frame with the
+ * crc32c the caller computed while copying it in (tagged with its segment
+ * offset, as the volume tags packed frames), and record it.  Chunks come
+ * in stream order, alternating between the two buffers: hb is the buffer
+ * of the next chunk.  The caller refills a buffer only after the worker
+ * released it (busy[b] = 0, fill[b] = 0, both here under the mutex), so
+ * the bytes the worker reads never change under it. */
 static void *worker(void *arg)
 {
 	seg_stream *s = arg;
+	cairn_sha256_ctx *sha = NULL;
+	int hb = 0;
+	size_t hashed = 0;      /* bytes of buf[hb] in sha */
+	int hrc = cairn_sha256_new(&sha);
+	char hmsg[256] = "";
 
+	if (hrc)
+		cairn_err_copy(hmsg, sizeof hmsg);
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		while (s->job < 0 && !s->stop)
+		size_t avail = s->job != hb ? s->fill[hb] : s->job_hashed ? 0 : s->job_len;
+		if (avail > hashed && !hrc && !s->err) {
+			pthread_mutex_unlock(&s->mu);
+			hrc = cairn_sha256_update(sha, s->buf[hb] + hashed, avail - hashed);
+			if (hrc)
+				cairn_err_copy(hmsg, sizeof hmsg);
+			pthread_mutex_lock(&s->mu);
+			hashed = avail;
+			continue;
+		}
+		if (s->job != hb) {
+			if (s->stop)
+				break;
 			pthread_cond_wait(&s->cv, &s->mu);
-		if (s->job < 0)
-			break;
+			continue;
+		}
 		int b = s->job;
 		size_t len = s->job_len;
 		uint64_t pos = s->job_pos;
+		uint32_t crc = s->job_crc;
+		int hashed_by_caller = s->job_hashed;
 		int failed = s->err != 0;
+		seg_stream_chunk c;
+		memset(&c, 0, sizeof c);
+		if (hashed_by_caller)
+			memcpy(c.hash, s->job_hash, sizeof c.hash);
 		s->job = -1;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 
-		seg_stream_chunk c;
 		int rc = 0;
-		memset(&c, 0, sizeof c);
 		c.pos = pos;
-		if (!failed) {
-			rc = cairn_sha256(s->buf[b], len, c.hash);
+		if (!failed && hrc) {
+			rc = cairn_err_set(hrc, hmsg);
+		} else if (!failed) {
+			if (!hashed_by_caller)
+				rc = cairn_sha256_final(sha, c.hash);
 			/* Dedup: while the bytes are still here, so that a hit
 			 * the hook cannot confirm falls back to the append. */
 			if (!rc && s->o.dedup &&
@@ -230,8 +277,8 @@ static void *worker(void *arg)
 				c.fr.codec = SEG_CODEC_RAW;
 			} else if (!rc) {
 				c.dedup = 0;
-				rc = seg_writer_append(s->w, seg_writer_size(s->w), s->buf[b], len,
-						       &c.fr);
+				rc = seg_writer_append_raw(s->w, seg_writer_size(s->w), s->buf[b],
+							   len, crc, &c.fr);
 			}
 		}
 		pthread_mutex_lock(&s->mu);
@@ -253,22 +300,38 @@ static void *worker(void *arg)
 			s->ch[s->nch++] = c;
 		}
 		s->busy[b] = 0;
+		s->fill[b] = 0;
+		hb ^= 1;
+		hashed = 0;
 		pthread_cond_broadcast(&s->cv);
 	}
 	pthread_mutex_unlock(&s->mu);
+	cairn_sha256_free(sha);
 	return NULL;
 }
 
 /* Hand the current chunk to the worker and switch buffers. */
 static int emit(seg_stream *s)
 {
-	int rc = 0;
+	uint8_t hash[32];
+	int rc = 0, waited = 0;
 
 	if (!s->cl)
 		return 0;
+	if (s->inl && (rc = cairn_sha256_final(s->csha, hash))) {
+		pthread_mutex_lock(&s->mu);  /* sticky, like a failure of the worker */
+		if (!s->err) {
+			s->err = rc;
+			cairn_err_copy(s->errmsg, sizeof s->errmsg);
+		}
+		pthread_mutex_unlock(&s->mu);
+		return rc;
+	}
 	pthread_mutex_lock(&s->mu);
-	while (s->job >= 0 && !s->err)
+	while (s->job >= 0 && !s->err) {
+		waited = 1;
 		pthread_cond_wait(&s->cv, &s->mu);
+	}
 	if (s->err) {
 		rc = cairn_err_set(s->err, s->errmsg);
 		pthread_mutex_unlock(&s->mu);
@@ -277,15 +340,27 @@ static int emit(seg_stream *s)
 	s->job = s->cur;
 	s->job_len = s->cl;
 	s->job_pos = s->pos - s->cl;
+	s->job_crc = s->crc;
+	s->job_hashed = s->inl;
+	if (s->inl)
+		memcpy(s->job_hash, hash, sizeof hash);
 	s->busy[s->cur] = 1;
 	pthread_cond_broadcast(&s->cv);
 	s->cur ^= 1;
+	/* Balance the two threads: when the caller must wait for the worker
+	 * (to take the chunk, or to free the other buffer), the worker is the
+	 * slower one, and the caller hashes the next chunk itself (from the
+	 * cache its copy just filled) instead of handing it over.  Whoever
+	 * hashes a chunk, the hash is of the same bytes. */
+	s->inl = s->o.hash_by == SEG_STREAM_HASH_CALLER ||
+		 (s->o.hash_by == SEG_STREAM_HASH_AUTO && (waited || s->busy[s->cur]));
 	while (s->busy[s->cur])
 		pthread_cond_wait(&s->cv, &s->mu);
 	if (s->err)
 		rc = cairn_err_set(s->err, s->errmsg);
 	pthread_mutex_unlock(&s->mu);
 	s->cl = 0;
+	s->crc = 0;
 	s->h = 0;
 	return rc;
 }
@@ -302,9 +377,31 @@ int seg_stream_drain(seg_stream *s)
 	return rc;
 }
 
+/* The gear hash of the 64 bytes before q: the hash at q[-1] of any run
+ * that has hashed at least those 64 bytes (older bytes are shifted out). */
+static inline uint64_t gear_warm(const uint8_t *q)
+{
+	uint64_t h = 0;
+
+	for (int k = 64; k > 0; k--)
+		h = (h << 1) + gear[q[-k]];
+	return h;
+}
+
 /* The gear hash over p[i..end) from *hp; the length up to and including
  * the first byte whose hash has no bit of mask set (*cut = 1), else end.
- * mask 0: no test (the bytes before min_chunk). */
+ * mask 0: no test (the bytes before min_chunk).  With a mask, *hp must
+ * already cover 64 bytes (true past min_chunk - 1: the window starts 64
+ * bytes before min), so the hash at any byte is that of its 64-byte
+ * window.  The per-byte loop is one dependency chain (shift, add); a
+ * block of GEAR_LANES * GEAR_LANE bytes is scanned as GEAR_LANES
+ * independent chains instead, each started from the 64 bytes before its
+ * lane (gear_warm), which the CPU runs side by side.  A block where any
+ * lane sees a cut is rescanned byte by byte from its start, so the cut
+ * found is the first, exactly as seg_cdc_next finds it. */
+#define GEAR_LANES 4
+#define GEAR_LANE 2048u
+
 static size_t gear_run(const uint8_t *p, size_t i, size_t end, uint64_t *hp,
 		       uint64_t mask, int *cut)
 {
@@ -315,6 +412,25 @@ static size_t gear_run(const uint8_t *p, size_t i, size_t end, uint64_t *hp,
 			h = (h << 1) + gear[p[i]];
 		*hp = h;
 		return end;
+	}
+	while (end - i >= GEAR_LANES * GEAR_LANE) {
+		const uint8_t *q0 = p + i, *q1 = q0 + GEAR_LANE, *q2 = q1 + GEAR_LANE,
+			      *q3 = q2 + GEAR_LANE;
+		uint64_t h0 = h, h1 = gear_warm(q1), h2 = gear_warm(q2), h3 = gear_warm(q3);
+		size_t j;
+
+		for (j = 0; j < GEAR_LANE; j++) {
+			h0 = (h0 << 1) + gear[q0[j]];
+			h1 = (h1 << 1) + gear[q1[j]];
+			h2 = (h2 << 1) + gear[q2[j]];
+			h3 = (h3 << 1) + gear[q3[j]];
+			if (!(h0 & mask) | !(h1 & mask) | !(h2 & mask) | !(h3 & mask))
+				break;
+		}
+		if (j < GEAR_LANE)
+			break;  /* a cut in this block: the loop below finds the first */
+		h = h3;
+		i += GEAR_LANES * GEAR_LANE;
 	}
 	for (; i + 4 <= end; i += 4) {
 		h = (h << 1) + gear[p[i]];
@@ -404,14 +520,35 @@ int seg_stream_write(seg_stream *s, const void *buf, size_t len)
 		/* Skip the bytes before the hash window (FastCDC's skip of the
 		 * minimum size), then look for a boundary. */
 		size_t take = cdc_scan(s, p, n, &cut);
-		memcpy(s->buf[s->cur] + s->cl, p, take);
+		uint8_t *dst = s->buf[s->cur] + s->cl;
+		memcpy(dst, p, take);
+		/* The frame's crc32c here, from the cache the copy just
+		 * filled: the worker (SHA-256, append) is the busier thread. */
+		s->crc = cairn_crc32c(s->crc, dst, take);
+		if (s->inl && (rc = cairn_sha256_update(s->csha, dst, take))) {
+			pthread_mutex_lock(&s->mu);  /* sticky, as in emit */
+			if (!s->err) {
+				s->err = rc;
+				cairn_err_copy(s->errmsg, sizeof s->errmsg);
+			}
+			pthread_mutex_unlock(&s->mu);
+			return rc;
+		}
 		s->cl += take;
 		s->pos += take;
 		p += take;
 		len -= take;
-		if (cut || s->cl == s->o.max_chunk)
+		if (cut || s->cl == s->o.max_chunk) {
 			if ((rc = emit(s)))
 				return rc;
+		} else if (!s->inl && s->cl - s->fill[s->cur] >= SCAN_BLOCK) {
+			/* Publish the bytes so far: the worker hashes them
+			 * while the scan goes on. */
+			pthread_mutex_lock(&s->mu);
+			s->fill[s->cur] = s->cl;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->mu);
+		}
 	}
 	return 0;
 }
@@ -487,5 +624,6 @@ void seg_stream_close(seg_stream *s)
 	free(s->buf[0]);
 	free(s->buf[1]);
 	free(s->ch);
+	cairn_sha256_free(s->csha);
 	free(s);
 }

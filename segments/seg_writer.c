@@ -32,13 +32,15 @@
  * buffered descriptor, keeps that block in the buffer, and the next
  * direct write rewrites it (the same bytes before the end, so a torn
  * rewrite cannot damage them).  A full buffer is written asynchronously
- * (a queue of the engine held while it is in flight; at most
+ * (a queue of the engine held while writes are in flight; at most
  * W_DIO_ASYNC_MAX writers at a time, the others write synchronously)
- * while appends fill the second buffer, so the disk works while the
- * caller hashes; the next full buffer, a sync, a flush, a read, the seal
- * and close wait for it first.  Everything below ab_base is in the file
- * or in that one write in flight; seg_writer_read and seg_writer_flush
- * write the buffer out first.  Where O_DIRECT is refused (open or the
+ * while appends fill a spare buffer: up to W_DIO_NBUF - 1 writes in
+ * flight (one until the first direct write succeeded), so the disk works
+ * on several requests while the caller hashes; a full buffer with no
+ * spare left waits for one write, and a sync, a flush, a read, the seal
+ * and close wait for all of them first.  Everything below ab_base is in
+ * the file or in those writes in flight; seg_writer_read and
+ * seg_writer_flush write the buffer out first.  Where O_DIRECT is refused (open or the
  * first write: EINVAL) the same blocks go through the buffered descriptor.
  */
 #include <errno.h>
@@ -60,7 +62,8 @@
 enum { W_OPEN = 0, W_SEALED = 1, W_FAILED = 2 };
 
 #define W_DIO_ALIGN 4096u
-#define W_DIO_BUF (8u << 20)
+#define W_DIO_BUF (4u << 20)
+#define W_DIO_NBUF 4           /* one filling, up to three in flight */
 #define W_DIO_ASYNC_MAX 32u
 
 static unsigned w_async_held;  /* queues held by direct writers (atomic) */
@@ -86,9 +89,14 @@ struct seg_writer {
 	uint64_t ab_base;       /* multiple of W_DIO_ALIGN; below it: in the file */
 	int dfd;                /* O_DIRECT descriptor, -1: buffered writes */
 	int dio_done;           /* a direct write succeeded (no fallback later) */
-	uint8_t *ab2;           /* the other buffer: in flight (wq) or spare */
-	cairn_uring_q *wq;      /* held while wop is in flight */
-	uring_op wop;           /* the asynchronous write of ab2 */
+	uint8_t *spare[W_DIO_NBUF];  /* buffers neither filling nor in flight */
+	unsigned nspare;
+	struct {                /* asynchronous writes of full buffers */
+		uring_op op;
+		uint8_t *buf;   /* NULL: slot unused */
+	} fl[W_DIO_NBUF];
+	unsigned nfl;           /* writes in flight */
+	cairn_uring_q *wq;      /* held while nfl > 0 */
 	struct timespec first;  /* first frame (or recovery) */
 };
 
@@ -183,67 +191,106 @@ static int ab_write(seg_writer *w, size_t n)
 	return uring_write(w->u, w->fd, w->ab, n, w->ab_base);
 }
 
-/* Direct mode: wait for the asynchronous write of ab2, if any.  A refused
- * O_DIRECT (the first direct write) is redone buffered from ab2. */
-static int ab_wait(seg_writer *w)
+/* Direct mode: reap one asynchronous write; its buffer becomes spare.  A
+ * refused O_DIRECT (only the first direct write can meet it: until one
+ * succeeded, one write at a time is in flight) is redone buffered. */
+static int ab_reap(seg_writer *w)
 {
 	uring_op *done = NULL;
+	unsigned i;
 	int rc;
 
-	if (!w->wq)
-		return CAIRN_OK;
 	rc = uring_q_reap(w->wq, &done);
-	if (!done && !rc)
-		rc = cairn_errf(CAIRN_E_IO, "staging segment %s: lost write", w->path);
-	uring_q_put(w->wq);
-	w->wq = NULL;
-	__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
-	if (done && rc == CAIRN_E_INVAL && !w->dio_done && w->dfd >= 0) {
+	for (i = 0; done && i < W_DIO_NBUF; i++)
+		if (w->fl[i].buf && &w->fl[i].op == done)
+			break;
+	if (!done || i == W_DIO_NBUF) {
+		/* Nothing reaped (or not ours): the engine lost track of the
+		 * writes; their buffers are never reused (ab_free leaks them
+		 * rather than free memory the kernel may still write from). */
+		return rc ? rc : cairn_errf(CAIRN_E_IO, "staging segment %s: lost write", w->path);
+	}
+	if (rc == CAIRN_E_INVAL && !w->dio_done && w->dfd >= 0) {
 		CAIRN_DEBUG(MOD, "staging segment %s: O_DIRECT refused (%s), "
 			    "buffered writes", w->path, cairn_errmsg());
 		cairn_err_clear();
 		close(w->dfd);
 		w->dfd = -1;
-		return uring_write(w->u, w->fd, w->ab2, w->wop.len, w->wop.off);
-	}
-	if (!rc)
+		rc = uring_write(w->u, w->fd, w->fl[i].buf, w->fl[i].op.len, w->fl[i].op.off);
+	} else if (!rc) {
 		w->dio_done = 1;
+	}
+	w->spare[w->nspare++] = w->fl[i].buf;
+	w->fl[i].buf = NULL;
+	if (--w->nfl == 0) {
+		uring_q_put(w->wq);
+		w->wq = NULL;
+		__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
+	}
+	return rc;
+}
+
+/* Direct mode: wait for every asynchronous write; the first error. */
+static int ab_wait(seg_writer *w)
+{
+	int rc = CAIRN_OK, r;
+
+	while (w->nfl) {
+		unsigned before = w->nfl;
+		if ((r = ab_reap(w)) && !rc)
+			rc = r;
+		if (w->nfl == before)
+			break;  /* lost writes: nothing more to reap */
+	}
 	return rc;
 }
 
 /* Direct mode: the buffer is full; write it out (asynchronously when a
- * queue is to be had) and go on in the other one. */
+ * queue is to be had, up to W_DIO_NBUF - 1 writes in flight, so that the
+ * disk has several requests at once as it has under the kernel's own
+ * writeback) and go on in a spare buffer. */
 static int ab_full(seg_writer *w)
 {
-	uint8_t *t;
 	int rc;
 
-	if ((rc = ab_wait(w)))
-		return rc;
-	if (w->dfd >= 0 && w->ab2 &&
-	    __atomic_add_fetch(&w_async_held, 1, __ATOMIC_RELAXED) <= W_DIO_ASYNC_MAX) {
-		if (uring_q_get(w->u, &w->wq) == 0) {
-			memset(&w->wop, 0, sizeof w->wop);
-			w->wop.op = URING_OP_WRITE;
-			w->wop.fd = w->dfd;
-			w->wop.buf = w->ab;
-			w->wop.len = W_DIO_BUF;
-			w->wop.off = w->ab_base;
-			if (uring_q_submit(w->wq, &w->wop) == 0) {
-				t = w->ab;
-				w->ab = w->ab2;
-				w->ab2 = t;
-				w->ab_base += W_DIO_BUF;
-				w->ab_len = 0;
-				return CAIRN_OK;
-			}
+	/* A spare buffer for what comes next; one write at a time until
+	 * O_DIRECT proved itself (see ab_reap). */
+	while (w->nfl && (!w->nspare || !w->dio_done))
+		if ((rc = ab_reap(w)))
+			return rc;
+	if (w->dfd >= 0 && w->nspare && !w->wq) {
+		if (__atomic_add_fetch(&w_async_held, 1, __ATOMIC_RELAXED) > W_DIO_ASYNC_MAX ||
+		    uring_q_get(w->u, &w->wq) != 0) {
+			__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
+			w->wq = NULL;
+			cairn_err_clear();  /* no queue: synchronously */
+		}
+	}
+	if (w->dfd >= 0 && w->nspare && w->wq) {
+		unsigned i = 0;
+		while (w->fl[i].buf)
+			i++;  /* a free slot: fewer than W_DIO_NBUF in flight */
+		memset(&w->fl[i].op, 0, sizeof w->fl[i].op);
+		w->fl[i].op.op = URING_OP_WRITE;
+		w->fl[i].op.fd = w->dfd;
+		w->fl[i].op.buf = w->ab;
+		w->fl[i].op.len = W_DIO_BUF;
+		w->fl[i].op.off = w->ab_base;
+		if (uring_q_submit(w->wq, &w->fl[i].op) == 0) {
+			w->fl[i].buf = w->ab;
+			w->nfl++;
+			w->ab = w->spare[--w->nspare];
+			w->ab_base += W_DIO_BUF;
+			w->ab_len = 0;
+			return CAIRN_OK;
+		}
+		cairn_err_clear();  /* no submit: synchronously */
+		if (!w->nfl) {
 			uring_q_put(w->wq);
 			w->wq = NULL;
+			__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
 		}
-		cairn_err_clear();  /* no queue or no submit: synchronously */
 	}
-	if (w->dfd >= 0 && w->ab2)
-		__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
 	if ((rc = ab_write(w, W_DIO_BUF)))
 		return rc;
 	w->ab_base += W_DIO_BUF;
@@ -296,14 +343,20 @@ static int ab_flush(seg_writer *w)
 
 static void ab_free(seg_writer *w)
 {
-	if (w->wq && ab_wait(w))  /* the kernel must be done with ab2 */
+	if (w->nfl && ab_wait(w))  /* the kernel must be done with them */
 		cairn_err_clear();
+	if (w->wq) {  /* writes the engine lost: their buffers are leaked */
+		uring_q_put(w->wq);
+		w->wq = NULL;
+		__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
+	}
 	if (w->dfd >= 0)
 		close(w->dfd);
 	w->dfd = -1;
 	free(w->ab);
-	free(w->ab2);
-	w->ab = w->ab2 = NULL;
+	w->ab = NULL;
+	while (w->nspare)
+		free(w->spare[--w->nspare]);
 	w->ab_len = 0;
 }
 
@@ -390,11 +443,13 @@ int seg_writer_create(cairn_uring *u, const char *path, const seg_id *id,
 		/* Block 0 (the header) is rewritten, unchanged, by the first
 		 * direct write.  No O_DIRECT or no memory: buffered, as
 		 * without the option. */
-		void *ab = NULL, *ab2 = NULL;
+		void *ab = NULL, *sp = NULL;
 		if (posix_memalign(&ab, W_DIO_ALIGN, W_DIO_BUF) == 0) {
-			/* Without the second buffer: synchronous writes. */
-			if (posix_memalign(&ab2, W_DIO_ALIGN, W_DIO_BUF) == 0)
-				w->ab2 = ab2;
+			/* Fewer spare buffers: fewer writes in flight; none:
+			 * synchronous writes. */
+			for (int i = 1; i < W_DIO_NBUF; i++, sp = NULL)
+				if (posix_memalign(&sp, W_DIO_ALIGN, W_DIO_BUF) == 0)
+					w->spare[w->nspare++] = sp;
 			w->ab = ab;
 			memcpy(w->ab, hdr, sizeof hdr);
 			w->ab_len = sizeof hdr;
@@ -409,11 +464,14 @@ fail:
 	return rc;
 }
 
-int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
-		      size_t len, seg_frame *out)
+/* seg_writer_append; crc != NULL: a raw frame whose crc32c the caller
+ * computed (seg_writer_append_raw). */
+static int w_append(seg_writer *w, uint64_t chunk_id, const void *buf, size_t len,
+		    const uint32_t *crc, seg_frame *out)
 {
 	seg_frame f = {0};
 	uint64_t span, tail;
+	int raw = crc || w->level < 0;
 	int rc;
 
 	pthread_mutex_lock(&w->mu);
@@ -427,12 +485,20 @@ int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
 		goto out;
 	}
 	memset(&f, 0, sizeof f);
-	if (w->ab && w->level < 0) {
+	if (w->ab && raw) {
 		/* Raw, as seg_frame_build makes it, but copied once: into
 		 * the direct buffer, below. */
 		f.raw_len = f.stored_len = (uint32_t)len;
 		f.codec = SEG_CODEC_RAW;
-		f.crc = cairn_crc32c(0, buf, len);
+		f.crc = crc ? *crc : cairn_crc32c(0, buf, len);
+	} else if (crc) {
+		rc = w_grow(w, SEG_FRAME_HDR_SIZE + len);
+		if (rc)
+			goto out;
+		memcpy(w->buf + SEG_FRAME_HDR_SIZE, buf, len);
+		f.raw_len = f.stored_len = (uint32_t)len;
+		f.codec = SEG_CODEC_RAW;
+		f.crc = *crc;
 	} else {
 		rc = w_grow(w, SEG_FRAME_HDR_SIZE + seg_stored_max(len));
 		if (rc)
@@ -458,7 +524,7 @@ int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
 	rc = w_push(w, &f);
 	if (rc)
 		goto out;
-	if (w->ab && w->level < 0) {
+	if (w->ab && raw) {
 		uint8_t hdr[SEG_FRAME_HDR_SIZE];
 		seg_frame_hdr_encode(&f, hdr);
 		rc = ab_put(w, hdr, sizeof hdr);
@@ -485,6 +551,18 @@ int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
 out:
 	pthread_mutex_unlock(&w->mu);
 	return rc;
+}
+
+int seg_writer_append(seg_writer *w, uint64_t chunk_id, const void *buf,
+		      size_t len, seg_frame *out)
+{
+	return w_append(w, chunk_id, buf, len, NULL, out);
+}
+
+int seg_writer_append_raw(seg_writer *w, uint64_t chunk_id, const void *buf,
+			  size_t len, uint32_t crc, seg_frame *out)
+{
+	return w_append(w, chunk_id, buf, len, &crc, out);
 }
 
 int seg_writer_sync(seg_writer *w, uint64_t *hwm)

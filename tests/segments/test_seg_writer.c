@@ -5,6 +5,7 @@
  * error, and simulated power loss through the engine's crash simulation;
  * the direct mode (O_DIRECT from an aligned buffer, buffered fallback).
  */
+#include "seg_int.h"
 #include "seg_test.h"
 
 static const char *DIR_;
@@ -345,8 +346,10 @@ static void test_fault_loop(cairn_uring *u)
 	uring_fault_set(u, 0, 0);
 }
 
-/* opts.direct: frames of 1 KiB to 3 MiB (the 8 MiB buffer fills and is
- * written out many times); a frame still in the buffer reads back (the
+/* opts.direct: frames of 1 KiB to 3 MiB (the 4 MiB buffers fill and are
+ * written out many times, several at once), every other one appended
+ * with seg_writer_append_raw (crc given); a frame still in the buffer
+ * reads back (the
  * read flushes); a sync leaves the file exactly size bytes; recovery to
  * the hwm and the seal see every frame; an injected EINVAL on the first
  * direct write falls back to buffered writes with the same result. */
@@ -390,7 +393,12 @@ static void test_direct(cairn_uring *u)
 		uint64_t i = 1;
 		for (; i <= 12; i++) {
 			st_chunk(buf, direct_len(i), (int)((i - 1) % 2), i);
-			REQUIRE_OK(seg_writer_append(w, i, buf, direct_len(i), NULL));
+			if (i % 2)
+				REQUIRE_OK(seg_writer_append_raw(w, i, buf, direct_len(i),
+								 cairn_crc32c(0, buf, direct_len(i)),
+								 NULL));
+			else
+				REQUIRE_OK(seg_writer_append(w, i, buf, direct_len(i), NULL));
 		}
 		uring_fault_set(u, 0, 0);
 		/* The last frame is (at least partly) only in the buffer. */
@@ -440,6 +448,102 @@ static void test_direct(cairn_uring *u)
 	}
 	free(buf);
 	free(got);
+}
+
+/* opts.direct with the Nth engine op failing, for every N over a run of
+ * several buffers written at once: the call that meets it (or a later
+ * one) fails, the writer sticks, nothing hangs, and recovery to the last
+ * hwm a sync returned finds every frame synced by then. */
+static void test_direct_faults(cairn_uring *u)
+{
+	seg_writer_opts o = {.zstd_level = -1, .direct = 1};
+	uint8_t *buf = malloc(3u << 20), *got = malloc(3u << 20);
+	REQUIRE(buf && got);
+
+	for (uint64_t nth = 2; nth < 16; nth++) {
+		char path[600], name[64];
+		seg_writer *w;
+		seg_id id;
+		uint64_t hwm = SEG_HEADER_SIZE;
+		uint32_t synced = 0, i;
+		int rc = 0;
+
+		st_id(&id, 11, nth);
+		id.kind = SEG_KIND_STREAM;
+		snprintf(name, sizeof name, "dfault%" PRIu64 ".seg", nth);
+		path_of(path, sizeof path, name);
+		REQUIRE_OK(seg_writer_create(u, path, &id, &o, &w));
+		uring_fault_set(u, nth, EIO);
+		for (i = 1; i <= 16 && !rc; i++) {
+			st_chunk(buf, direct_len(i), (int)((i - 1) % 2), i);
+			rc = seg_writer_append_raw(w, i, buf, direct_len(i),
+						   cairn_crc32c(0, buf, direct_len(i)), NULL);
+			if (!rc && i % 5 == 0 && !(rc = seg_writer_sync(w, &hwm)))
+				synced = i;
+		}
+		if (!rc)
+			rc = seg_writer_sync(w, &hwm);
+		if (!rc)
+			synced = 16;
+		uring_fault_set(u, 0, 0);
+		CHECK(rc == 0 || rc == CAIRN_E_IO);
+		if (rc)  /* sticky */
+			CHECK_RC(seg_writer_append(w, 99, "x", 1, NULL), CAIRN_E_IO);
+		cairn_err_clear();
+		seg_writer_close(w);
+		REQUIRE_OK(seg_writer_recover(u, path, &id, hwm, NULL, &w));
+		direct_check(w, synced, got, buf);
+		seg_writer_close(w);
+	}
+	free(buf);
+	free(got);
+}
+
+/* seg_writer_append_raw on a buffered writer, also one that compresses:
+ * the frame is raw with the given crc, reads back, and the sealed
+ * segment verifies; a wrong crc is stored as given (and caught). */
+static void test_append_raw(cairn_uring *u)
+{
+	static const char text[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+	for (int level = -1; level <= 3; level += 4) {
+		seg_writer_opts o = {.zstd_level = level};
+		char path[600], name[64];
+		seg_writer *w;
+		seg_id id;
+		seg_frame f;
+		uint8_t got[sizeof text];
+		size_t rl = 0, len;
+		uint64_t size;
+
+		st_id(&id, 12, (uint64_t)level + 2);
+		snprintf(name, sizeof name, "raw%d.seg", level);
+		path_of(path, sizeof path, name);
+		REQUIRE_OK(seg_writer_create(u, path, &id, &o, &w));
+		REQUIRE_OK(seg_writer_append_raw(w, 1, text, sizeof text,
+						 cairn_crc32c(0, text, sizeof text), &f));
+		CHECK(f.codec == SEG_CODEC_RAW && f.stored_len == sizeof text);
+		CHECK_OK(seg_writer_read(w, &f, got, sizeof got, &rl));
+		CHECK(rl == sizeof text && !memcmp(got, text, rl));
+		REQUIRE_OK(seg_writer_seal(w, &size));
+		uint8_t *all = st_slurp(path, &len);
+		CHECK(len == size);
+		CHECK_OK(seg_verify_buf("raw", all, len, &id));
+		free(all);
+		seg_writer_close(w);
+	}
+	char path[600];
+	seg_writer *w;
+	seg_id id;
+	seg_frame f;
+	uint8_t got[sizeof text];
+	size_t rl = 0;
+	st_id(&id, 12, 9);
+	path_of(path, sizeof path, "rawbad.seg");
+	REQUIRE_OK(seg_writer_create(u, path, &id, NULL, &w));
+	REQUIRE_OK(seg_writer_append_raw(w, 1, text, sizeof text, 12345, &f));
+	CHECK(f.crc == 12345);
+	CHECK_RC(seg_writer_read(w, &f, got, sizeof got, &rl), CAIRN_E_CORRUPT);
+	seg_writer_close(w);
 }
 
 /* Power loss at random moments: recovery to the committed hwm always
@@ -510,6 +614,8 @@ int main(void)
 	test_sticky(u);
 	test_fault_loop(u);
 	test_direct(u);
+	test_direct_faults(u);
+	test_append_raw(u);
 	uring_close(u);
 	test_crash(seed);
 	REQUIRE_OK(cairn_log_set_file(NULL));

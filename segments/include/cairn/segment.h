@@ -287,8 +287,10 @@ int seg_writer_recover(cairn_uring *u, const char *path, const seg_id *id,
  * chunks (FastCDC) and appended as raw frames to a stream segment through
  * a seg_writer; the SHA-256 of each chunk is computed as it streams.
  * Memory: two chunk buffers of max_chunk bytes plus the untaken chunk
- * list.  A writer thread per stream hashes and appends a cut chunk while
- * the caller chunks the next one.  Boundaries depend only on the content
+ * list.  A writer thread per stream hashes a chunk's bytes as the caller
+ * copies them in and appends the chunk once cut, while the caller chunks
+ * the next one (the caller hashes a chunk itself when the writer thread
+ * is the slower, see hash_by).  Boundaries depend only on the content
  * (never on the write sizes).  One caller at a time.
  */
 #define SEG_STREAM_AVG_CHUNK (4u << 20)
@@ -312,7 +314,16 @@ typedef struct seg_stream_opts {
 	seg_stream_dedup_fn dedup;  /* NULL: append every chunk */
 	void *dedup_arg;
 	int direct;          /* the writer's opts.direct (see seg_writer_opts) */
+	int hash_by;         /* who computes a chunk's SHA-256: SEG_STREAM_HASH_* */
 } seg_stream_opts;
+
+/* seg_stream_opts.hash_by.  AUTO (default): the writer thread, as the
+ * bytes arrive, except that the caller hashes the next chunk itself
+ * whenever it had to wait for the writer thread (the busier one).  The
+ * others force one side (tests). */
+#define SEG_STREAM_HASH_AUTO 0
+#define SEG_STREAM_HASH_WORKER 1
+#define SEG_STREAM_HASH_CALLER 2
 
 typedef struct seg_stream_chunk {
 	seg_frame fr;        /* where its raw frame lies in the segment; for a
