@@ -418,7 +418,10 @@ int volume_file_truncate(cairn_file *f, uint64_t size)
 	return volume_setattr(f->vol, f->vi->ino, &sa, NULL);
 }
 
-/* Bytes of the committed file from the metadata and the segments. */
+/* Bytes of the committed file from the metadata and the segments: every
+ * byte of buf[0, n) is written, holes and bytes past the committed size
+ * as zeros (the caller's buffer is not cleared first: a memset of every
+ * read was a tenth of a cold 1 GiB read's CPU). */
 static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *buf,
 			  uint64_t off, uint64_t n)
 {
@@ -427,7 +430,7 @@ static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *
 	meta_chunk ch[MAXE];
 	meta_seg sg[MAXE];
 	uint8_t done[MAXE];
-	uint64_t pos = off, end = off + n;
+	uint64_t pos = off, end = off + n, zeroed = off;  /* buf is final below zeroed */
 	uint8_t *raw = NULL;
 	size_t rawcap = 0;
 	int rc = 0;
@@ -464,6 +467,12 @@ static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *
 						e->off, e->len);
 				goto out;
 			}
+			if (e->off > zeroed)
+				memset(buf + (zeroed - off), 0, e->off - zeroed);
+			if (e->off + e->len > zeroed)
+				zeroed = e->off + e->len;
+			if (!e->chunk)
+				memset(buf + (e->off - off), 0, e->len);
 			if (!e->chunk || done[i])
 				continue;
 			if (e->chunk_off > ch[i].raw_len || e->len > ch[i].raw_len - e->chunk_off) {
@@ -498,6 +507,10 @@ static int read_committed(cairn_volume *vol, vinode *vi, uint64_t ino, uint8_t *
 			break;
 		pos = ex[cnt - 1].off + ex[cnt - 1].len;
 	}
+	/* Past the committed size (a size set by truncate, or bytes only in
+	 * the dirty buffers and the stream, which the caller copies over). */
+	if (!rc && zeroed < end)
+		memset(buf + (zeroed - off), 0, end - zeroed);
 out:
 	free(raw);
 	return rc;
@@ -517,7 +530,6 @@ int volume_file_read(cairn_file *f, void *buf, size_t len, uint64_t off,
 		goto out;
 	n = vi->size - off < len ? vi->size - off : len;
 	end = off + n;
-	memset(buf, 0, n);
 	vol_stream_ra_note(vol, vi, off, n);
 	if ((rc = read_committed(vol, vi, vi->ino, buf, off, n)))
 		goto out;

@@ -58,7 +58,11 @@ static cairn_file *handle(cairn_volume *v, int i, int j)
 static int verify(cairn_volume *v, int i, uint64_t off, size_t len, uint64_t op)
 {
 	size_t got = 0, want;
-	int rc = volume_file_read(handle(v, i, (int)(op & 1)), rbuf, len, off, &got);
+	int rc;
+
+	/* Not zeros: a read must write every byte it returns (holes too). */
+	memset(rbuf, 0xa5, len);
+	rc = volume_file_read(handle(v, i, (int)(op & 1)), rbuf, len, off, &got);
 	if (rc) {
 		fprintf(stderr, "op %llu: read file %d [%llu+%zu]: %s\n",
 		       (unsigned long long)op, i, (unsigned long long)off, len,
