@@ -34,10 +34,15 @@
  *   1. No secret reaches a message or log line: secrets are registered with
  *      cairn_log_add_secret() when read (s3_creds.c), messages are built
  *      from the bucket, key, endpoint, S3 error code and curl's error text.
- *   2. Every upload carries Content-MD5, so the store rejects a body that was
- *      corrupted on the way (BadDigest) instead of storing it.  Over plain
- *      HTTP the payload's SHA-256 is signed as well; over HTTPS it is
- *      UNSIGNED-PAYLOAD (TLS protects it), as the AWS CLI does.
+ *   2. Every upload carries a digest of its body that the store checks, so
+ *      a body corrupted on the way is refused instead of stored: over plain
+ *      HTTP the payload's SHA-256, signed (x-amz-content-sha256;
+ *      XAmzContentSHA256Mismatch), as the AWS CLI does there; over HTTPS
+ *      UNSIGNED-PAYLOAD (TLS protects it, as the AWS CLI does) with
+ *      Content-MD5 (BadDigest).  A PUT body (object, part) carries one
+ *      digest, never both: each is a pass over every byte, on the same
+ *      cores as a local store server.  POST bodies (small XML) always carry
+ *      Content-MD5, which DeleteObjects requires.
  *   3. Only idempotent requests are retried after they may have reached the
  *      store.  CreateMultipartUpload is not idempotent (a retry would leak an
  *      upload); CompleteMultipartUpload is retried, and a retry that finds
@@ -396,19 +401,36 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
 
 /* ---- payload hashes ---- */
 
-static int body_hashes(s3_store *s, s3_rq *r, int want_sha, char md5_b64[25],
-		       char sha_hex[65])
+/* What an upload's body is checked by (invariant 2): the store verifies
+ * a signed SHA-256 (plain HTTP) or Content-MD5 (HTTPS, where the payload
+ * is UNSIGNED-PAYLOAD); POST bodies (CompleteMultipartUpload,
+ * DeleteObjects, which S3 refuses without it) always carry Content-MD5. */
+static void body_checks(const s3_store *s, const s3_rq *r, int *want_md5,
+			int *want_sha)
 {
-	EVP_MD_CTX *m = EVP_MD_CTX_new(), *h = want_sha ? EVP_MD_CTX_new() : NULL;
+	*want_sha = !s->https;
+	*want_md5 = s->https || !strcmp(r->method, "POST");
+}
+
+/* One pass over the body for the hashes asked for: md5_b64 is "" when
+ * want_md5 is 0, sha_hex is left alone when want_sha is 0. */
+static int body_hashes(s3_store *s, s3_rq *r, int want_md5, int want_sha,
+		       char md5_b64[25], char sha_hex[65])
+{
+	EVP_MD_CTX *m = want_md5 ? EVP_MD_CTX_new() : NULL;
+	EVP_MD_CTX *h = want_sha ? EVP_MD_CTX_new() : NULL;
 	uint8_t dm[16], dh[32];
 	uint8_t *tmp = NULL;
 	int rc = 0;
 
-	if (!m || (want_sha && !h)) {
+	md5_b64[0] = '\0';
+	if (!m && !h)
+		return 0;
+	if ((want_md5 && !m) || (want_sha && !h)) {
 		rc = cairn_errf(CAIRN_E_NOMEM, "s3: out of memory (hash)");
 		goto out;
 	}
-	if (!EVP_DigestInit_ex(m, EVP_md5(), NULL) ||
+	if ((m && !EVP_DigestInit_ex(m, EVP_md5(), NULL)) ||
 	    (h && !EVP_DigestInit_ex(h, EVP_sha256(), NULL))) {
 		rc = cairn_errf(CAIRN_E_INTERNAL, "s3: OpenSSL digest init failed");
 		goto out;
@@ -424,7 +446,7 @@ static int body_hashes(s3_store *s, s3_rq *r, int want_sha, char md5_b64[25],
 				? (size_t)(r->body_len - off) : S3_HASH_CHUNK;
 			if ((rc = src_read(s, r->src, off, tmp, n)))
 				goto out;
-			if (!EVP_DigestUpdate(m, tmp, n) ||
+			if ((m && !EVP_DigestUpdate(m, tmp, n)) ||
 			    (h && !EVP_DigestUpdate(h, tmp, n))) {
 				rc = cairn_errf(CAIRN_E_INTERNAL,
 						"s3: OpenSSL digest failed");
@@ -434,18 +456,19 @@ static int body_hashes(s3_store *s, s3_rq *r, int want_sha, char md5_b64[25],
 		}
 	} else {
 		const void *p = r->src ? r->src->buf : r->body;
-		if (!EVP_DigestUpdate(m, p, r->body_len) ||
+		if ((m && !EVP_DigestUpdate(m, p, r->body_len)) ||
 		    (h && !EVP_DigestUpdate(h, p, r->body_len))) {
 			rc = cairn_errf(CAIRN_E_INTERNAL, "s3: OpenSSL digest failed");
 			goto out;
 		}
 	}
-	if (!EVP_DigestFinal_ex(m, dm, NULL) ||
+	if ((m && !EVP_DigestFinal_ex(m, dm, NULL)) ||
 	    (h && !EVP_DigestFinal_ex(h, dh, NULL))) {
 		rc = cairn_errf(CAIRN_E_INTERNAL, "s3: OpenSSL digest failed");
 		goto out;
 	}
-	s3_base64(dm, 16, md5_b64);
+	if (m)
+		s3_base64(dm, 16, md5_b64);
 	if (h) {
 		static const char hex[] = "0123456789abcdef";
 		for (int i = 0; i < 32; i++) {
@@ -712,9 +735,11 @@ static int s3_do(s3_store *s, s3_rq *r)
 	if ((rc = build_target(s, r, &path, &url)))
 		goto out;
 	if (has_body) {
-		if ((rc = body_hashes(s, r, !s->https, md5, sha)))
+		int want_md5, want_sha;
+		body_checks(s, r, &want_md5, &want_sha);
+		if ((rc = body_hashes(s, r, want_md5, want_sha, md5, sha)))
 			goto out;
-		payload = s->https ? S3_UNSIGNED : sha;
+		payload = want_sha ? sha : S3_UNSIGNED;
 	} else {
 		payload = S3_EMPTY_SHA256;
 	}
@@ -748,7 +773,7 @@ static int s3_do(s3_store *s, s3_rq *r)
 		sh[nsh++] = (s3_hdr){"host", s->host};
 		sh[nsh++] = (s3_hdr){"x-amz-date", date};
 		sh[nsh++] = (s3_hdr){"x-amz-content-sha256", payload};
-		if (has_body)
+		if (md5[0])
 			sh[nsh++] = (s3_hdr){"content-md5", md5};
 		if (r->range)
 			sh[nsh++] = (s3_hdr){"range", r->range};

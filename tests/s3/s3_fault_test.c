@@ -4,17 +4,21 @@
  * (503 SlowDown with Retry-After) and 500s are retried with backoff; a
  * non-idempotent request is not retried after a 500; stalls time out and
  * are retried; a dropped connection mid-body and a truncated answer are
- * retried; a body corrupted on the way is refused by the store
- * (Content-MD5) and leaves no object; each S3 error code a user can act on
+ * retried; a body corrupted on the way is refused by the store (over
+ * plain HTTP by the signed payload SHA-256, XAmzContentSHA256Mismatch:
+ * docs/s3.md) and leaves no object, a put from memory as a part from a
+ * file range; each S3 error code a user can act on
  * maps to one clear line.  Connections are reused across requests and
  * threads (counted at the proxy).  Then the store is killed mid-upload, and the
  * uploading process is killed with SIGKILL mid-upload: neither leaves a
  * visible partial object.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "cairn/runtime.h"
 #include "objstore_int.h"
@@ -161,12 +165,42 @@ static void retries(cairn_objstore *os, uint64_t seed)
 	CHECK_OK(objstore_get(os, "f/reset", 0, back, 2 * MIB, &got));
 	CHECK(got == 2 * MIB && !memcmp(back, buf, 2 * MIB));
 
-	/* A body corrupted on the way: the store refuses it (Content-MD5),
+	/* A body corrupted on the way: the store refuses it (over HTTP by
+	 * the signed payload SHA-256, the only digest sent with a PUT),
 	 * nothing is stored. */
 	s3h_fault(&h, "mode=corrupt&count=1&method=PUT");
 	CHECK_RC(objstore_put_buf(os, "f/corrupt", buf, 100000), CAIRN_E_CORRUPT);
 	CHECK_MSG("different bytes");
+	CHECK_MSG("XAmzContentSHA256Mismatch");
 	CHECK_RC(objstore_head(os, "f/corrupt", &info), CAIRN_E_NOTFOUND);
+
+	/* The same for a part whose body comes from a file range (a stream
+	 * segment's spool); the upload goes on with the part sent again. */
+	{
+		char dir[512], path[600];
+		cairn_mpu_part part;
+		int fd;
+
+		snprintf(dir, sizeof dir, "%s", t_tmpdir("s3_fault"));
+		snprintf(path, sizeof path, "%s/part.bin", dir);
+		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		REQUIRE(fd >= 0);
+		REQUIRE(pwrite(fd, buf, 2 * MIB, 0) == (ssize_t)(2 * MIB));
+		cairn_obj_src src = {.fd = fd, .off = 4096,
+				     .len = 2 * MIB - 8192};
+		REQUIRE_OK(objstore_mpu_create(os, "f/cpart", upid));
+		s3h_fault(&h, "mode=corrupt&count=1&method=PUT");
+		CHECK_RC(objstore_mpu_part(os, "f/cpart", upid, 1, &src, &part),
+			 CAIRN_E_CORRUPT);
+		CHECK_MSG("XAmzContentSHA256Mismatch");
+		CHECK_OK(objstore_mpu_part(os, "f/cpart", upid, 1, &src, &part));
+		CHECK_OK(objstore_mpu_complete(os, "f/cpart", upid, &part, 1));
+		memset(back, 0, 2 * MIB);
+		CHECK_OK(objstore_get(os, "f/cpart", 0, back, 2 * MIB, &got));
+		CHECK(got == src.len && !memcmp(back, buf + 4096, src.len));
+		close(fd);
+		t_rmtree(dir);
+	}
 	free(buf);
 	free(back);
 }

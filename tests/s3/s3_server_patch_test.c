@@ -7,7 +7,9 @@
  *   - PutObject answers only once the object is complete, and is atomic:
  *     a GET right after a PUT sees the whole body; a body cut off by the
  *     client leaves no object;
- *   - Content-MD5 is checked (BadDigest, InvalidDigest);
+ *   - Content-MD5 is checked (BadDigest, InvalidDigest), and so is a
+ *     payload hash in x-amz-content-sha256 (XAmzContentSHA256Mismatch;
+ *     UNSIGNED-PAYLOAD is not checked), on PutObject and UploadPart;
  *   - AbortMultipartUpload exists (204, then NoSuchUpload);
  *   - uploads are tied to their key, unknown upload ids are NoSuchUpload;
  *   - CompleteMultipartUpload checks part order, ETags and the 5 MiB
@@ -142,6 +144,34 @@ static void md5_and_atomic_put(const char *data)
 	r = req("GET", "/p/md5", NULL, NULL, 0, 0);
 	CHECK(r.status == 404);
 	DONE(r);
+
+	/* The payload hash: SHA-256("abc") passes, the empty body's does
+	 * not, UNSIGNED-PAYLOAD is not checked. */
+	{
+		const char *good[] = {"x-amz-content-sha256: ba7816bf8f01cfea4141"
+				      "40de5dae2223b00361a396177a9cb410ff61f20015ad",
+				      NULL};
+		const char *wrong[] = {"x-amz-content-sha256: e3b0c44298fc1c149af"
+				       "bf4c8996fb92427ae41e4649b934ca495991b7852b855",
+				       NULL};
+		const char *unsig[] = {"x-amz-content-sha256: UNSIGNED-PAYLOAD",
+				       NULL};
+		r = req("PUT", "/p/sha", wrong, "abc", 3, 0);
+		CHECK(r.status == 400 && has(&r, "XAmzContentSHA256Mismatch"));
+		DONE(r);
+		r = req("GET", "/p/sha", NULL, NULL, 0, 0);
+		CHECK(r.status == 404);
+		DONE(r);
+		r = req("PUT", "/p/sha", good, "abc", 3, 0);
+		CHECK(r.status == 200);
+		DONE(r);
+		r = req("PUT", "/p/sha2", unsig, "abd", 3, 0);
+		CHECK(r.status == 200);
+		DONE(r);
+		r = req("GET", "/p/sha", NULL, NULL, 0, 0);
+		CHECK(r.status == 200 && r.len == 3 && !memcmp(r.body, "abc", 3));
+		DONE(r);
+	}
 
 	/* GET right after PUT sees every byte (s3rver used to answer before
 	 * the file was written). */
@@ -306,6 +336,16 @@ static void multipart(const char *data)
 	/* Abort, then the upload is gone. */
 	id = upload_id("/m/a");
 	put_part("/m/a", id, 1, data, 100);
+	{
+		/* A part is checked against its payload hash too. */
+		const char *wrong[] = {"x-amz-content-sha256: e3b0c44298fc1c149af"
+				       "bf4c8996fb92427ae41e4649b934ca495991b7852b855",
+				       NULL};
+		snprintf(path, sizeof path, "/m/a?partNumber=3&uploadId=%s", id);
+		r = req("PUT", path, wrong, "abc", 3, 0);
+		CHECK(r.status == 400 && has(&r, "XAmzContentSHA256Mismatch"));
+		DONE(r);
+	}
 	snprintf(path, sizeof path, "/m/a?uploadId=%s", id);
 	r = req("DELETE", path, NULL, NULL, 0, 0);
 	CHECK(r.status == 204);
