@@ -3,7 +3,17 @@
  * operation on a native directory of the file system under --dir (ext4 on
  * the reference machine), measured in the same run.
  *
- *   bench_meta --dir D [--n N] [--synced-n M] [--threads T]
+ *   bench_meta --dir D [--n N] [--synced-n M] [--threads T] [--cases LIST]
+ *              [--mode pinned|sync-each|unsafe] [--wal-keep K]
+ *
+ * --mode: opts.safe_relaxed (default pinned); --wal-keep: opts.wal_keep
+ * (default 100000, so that the log reaches its horizon during the run).
+ * --cases picks some of: create1, create4, synced (creates), lookup,
+ * readdir, rename, snapshot (default: all, in this order).  lookup and
+ * readdir read the create1 directories, rename renames the files of create1
+ * and create4, snapshot copies the create4 tree: pick those along.  With
+ * --cases, each case also prints (stderr) the CPU time per operation and
+ * the LMDB file's last page after it, for profiling.
  *
  * Cases (one JSON object per case on stdout, inside {"cases": [...]}):
  *   create   relaxed/synced x 1/T threads   creat(2)+close, fsync(dir) if synced
@@ -21,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +44,54 @@ static uint64_t N = 100000, NS = 2000;
 static int T = 4;
 static cairn_meta *m;
 static int first_case = 1;
+static const char *cases;  /* NULL: all */
+
+static int want(const char *c)
+{
+	if (!cases)
+		return 1;
+	size_t n = strlen(c);
+	for (const char *p = cases; *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == n && !strncmp(p, c, n))
+			return 1;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* LMDB's last used page, from the newer meta page of data.mdb (64-bit
+ * layout: txnid at 144, last page at 136); diagnostics only. */
+static unsigned long long last_page(void)
+{
+	char p[700];
+	unsigned char b[8192];
+	snprintf(p, sizeof p, "%s/meta/data.mdb", base);
+	int fd = open(p, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	ssize_t r = pread(fd, b, sizeof b, 0);
+	close(fd);
+	if (r != (ssize_t)sizeof b)
+		return 0;
+	unsigned long long t0, t1, l0, l1;
+	memcpy(&t0, b + 144, 8);
+	memcpy(&t1, b + 4096 + 144, 8);
+	memcpy(&l0, b + 136, 8);
+	memcpy(&l1, b + 4096 + 136, 8);
+	return t0 > t1 ? l0 : l1;
+}
 
 static double now(void)
 {
@@ -199,7 +258,7 @@ static double run(int kind, int threads, uint64_t n, int synced, const char *pre
 			j[i].dir = mkdir_cairn(name);
 		}
 	}
-	double t0 = now();
+	double t0 = now(), c0 = cpu_s();
 	for (int i = 0; i < threads; i++)
 		pthread_create(&th[i], NULL, worker, &j[i]);
 	for (int i = 0; i < threads; i++)
@@ -208,6 +267,9 @@ static double run(int kind, int threads, uint64_t n, int synced, const char *pre
 	for (int i = 0; i < threads; i++)
 		if (kind >= K_NCREATE)
 			close(j[i].dfd);
+	if (cases && kind < K_NCREATE)
+		fprintf(stderr, "  [kind %d x%d: %.2f us CPU/op, last page %llu]\n", kind,
+			threads, (cpu_s() - c0) * 1e6 / ((double)n * threads), last_page());
 	return (double)n * threads / dt;
 }
 
@@ -257,6 +319,8 @@ static uint64_t copy_tree(const char *src, const char *dst)
 
 int main(int argc, char **argv)
 {
+	int mode = META_RELAXED_PINNED;
+	uint64_t wal_keep = 100000;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--dir") && i + 1 < argc)
 			base = argv[++i];
@@ -266,12 +330,23 @@ int main(int argc, char **argv)
 			NS = strtoull(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			T = (int)strtol(argv[++i], NULL, 10);
-		else {
-			fprintf(stderr, "usage: bench_meta --dir D [--n N] [--synced-n M] [--threads T]\n");
+		else if (!strcmp(argv[i], "--wal-keep") && i + 1 < argc)
+			wal_keep = strtoull(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--cases") && i + 1 < argc)
+			cases = argv[++i];
+		else if (!strcmp(argv[i], "--mode") && i + 1 < argc) {
+			const char *md = argv[++i];
+			mode = !strcmp(md, "pinned") ? META_RELAXED_PINNED
+			       : !strcmp(md, "sync-each") ? META_RELAXED_SYNC_EACH
+			       : !strcmp(md, "unsafe") ? META_RELAXED_UNSAFE : -1;
+		} else {
+			fprintf(stderr, "usage: bench_meta --dir D [--n N] [--synced-n M] [--threads T] "
+				"[--cases create1,create4,synced,lookup,readdir,rename,snapshot] "
+				"[--mode pinned|sync-each|unsafe] [--wal-keep K]\n");
 			return 2;
 		}
 	}
-	if (!base || T < 1 || T > 64 || N < 100) {
+	if (!base || T < 1 || T > 64 || N < 100 || mode < 0) {
 		fprintf(stderr, "bench_meta: --dir is required; 1 <= threads <= 64; n >= 100\n");
 		return 2;
 	}
@@ -285,7 +360,8 @@ int main(int argc, char **argv)
 		die(path);
 	meta_opts o;
 	meta_opts_init(&o);
-	o.wal_keep = 100000;
+	o.wal_keep = wal_keep;
+	o.safe_relaxed = mode;
 	snprintf(path, sizeof path, "%s/meta", base);
 	if (meta_open(path, &o, &m))
 		die("meta_open");
@@ -296,38 +372,48 @@ int main(int argc, char **argv)
 	uint64_t per = N / (uint64_t)T;
 
 	/* creates */
-	v = run(K_CREATE, 1, N, 0, "c1-");
-	b = run(K_NCREATE, 1, N, 0, "c1-");
-	emit("create relaxed 1 thread", v, b, "");
-	v = run(K_CREATE, T, per, 0, "c4-");
-	b = run(K_NCREATE, T, per, 0, "c4-");
-	snprintf(note, sizeof note, "target >= 100000/s: %s", v >= 100000 ? "met" : "missed");
-	emit("create relaxed 4 threads", v, b, note);
-	v = run(K_CREATE, 1, NS, 1, "s1-");
-	b = run(K_NCREATE, 1, NS, 1, "s1-");
-	emit("create synced 1 thread", v, b, "native: fsync(dir) per create");
-	v = run(K_CREATE, T, NS / (uint64_t)T, 1, "s4-");
-	b = run(K_NCREATE, T, NS / (uint64_t)T, 1, "s4-");
-	emit("create synced 4 threads", v, b, "group commit; native: fsync(dir) per create");
+	if (want("create1")) {
+		v = run(K_CREATE, 1, N, 0, "c1-");
+		b = run(K_NCREATE, 1, N, 0, "c1-");
+		emit("create relaxed 1 thread", v, b, "");
+	}
+
+	if (want("create4")) {
+		v = run(K_CREATE, T, per, 0, "c4-");
+		b = run(K_NCREATE, T, per, 0, "c4-");
+		snprintf(note, sizeof note, "target >= 100000/s: %s", v >= 100000 ? "met" : "missed");
+		emit("create relaxed 4 threads", v, b, note);
+	}
+
+	if (want("synced")) {
+		v = run(K_CREATE, 1, NS, 1, "s1-");
+		b = run(K_NCREATE, 1, NS, 1, "s1-");
+		emit("create synced 1 thread", v, b, "native: fsync(dir) per create");
+		v = run(K_CREATE, T, NS / (uint64_t)T, 1, "s4-");
+		b = run(K_NCREATE, T, NS / (uint64_t)T, 1, "s4-");
+		emit("create synced 4 threads", v, b, "group commit; native: fsync(dir) per create");
+	}
 
 	/* lookups over the 1-thread create directory */
-	v = run(K_LOOKUP1, 1, N, 0, "c1-");
-	b = run(K_NLOOKUP, 1, N, 0, "c1-");
-	snprintf(note, sizeof note, "one read txn per lookup; target >= 1000000/s: %s",
-		 v >= 1e6 ? "met" : "missed");
-	emit("lookup 1 thread", v, b, note);
-	v = run(K_LOOKUPB, 1, N, 0, "c1-");
-	snprintf(note, sizeof note, "1000 lookups per read txn; target >= 1000000/s: %s",
-		 v >= 1e6 ? "met" : "missed");
-	emit("lookup batched 1 thread", v, b, note);
-	v = run(K_LOOKUP1, T, per, 0, "c4-");
-	b = run(K_NLOOKUP, T, per, 0, "c4-");
-	snprintf(note, sizeof note, "one read txn per lookup; target >= 1000000/s: %s",
-		 v >= 1e6 ? "met" : "missed");
-	emit("lookup 4 threads", v, b, note);
+	if (want("lookup")) {
+		v = run(K_LOOKUP1, 1, N, 0, "c1-");
+		b = run(K_NLOOKUP, 1, N, 0, "c1-");
+		snprintf(note, sizeof note, "one read txn per lookup; target >= 1000000/s: %s",
+			 v >= 1e6 ? "met" : "missed");
+		emit("lookup 1 thread", v, b, note);
+		v = run(K_LOOKUPB, 1, N, 0, "c1-");
+		snprintf(note, sizeof note, "1000 lookups per read txn; target >= 1000000/s: %s",
+			 v >= 1e6 ? "met" : "missed");
+		emit("lookup batched 1 thread", v, b, note);
+		v = run(K_LOOKUP1, T, per, 0, "c4-");
+		b = run(K_NLOOKUP, T, per, 0, "c4-");
+		snprintf(note, sizeof note, "one read txn per lookup; target >= 1000000/s: %s",
+			 v >= 1e6 ? "met" : "missed");
+		emit("lookup 4 threads", v, b, note);
+	}
 
 	/* readdir */
-	{
+	if (want("readdir")) {
 		meta_txn *t;
 		uint64_t dir = mkdir_cairn("c1-0"), cnt = 0;
 		double t0 = now();
@@ -353,21 +439,23 @@ int main(int argc, char **argv)
 	}
 
 	/* renames (of the create directories' files) */
-	v = run(K_RENAME, 1, N, 0, "c1-");
-	b = run(K_NRENAME, 1, N, 0, "c1-");
-	emit("rename relaxed 1 thread", v, b, "");
-	v = run(K_RENAME, T, per, 0, "c4-");
-	b = run(K_NRENAME, T, per, 0, "c4-");
-	emit("rename relaxed 4 threads", v, b, "");
-	v = run(K_RENAME, 1, NS, 1, "s1-");
-	b = run(K_NRENAME, 1, NS, 1, "s1-");
-	emit("rename synced 1 thread", v, b, "native: fsync(dir) per rename");
-	v = run(K_RENAME, T, NS / (uint64_t)T, 1, "s4-");
-	b = run(K_NRENAME, T, NS / (uint64_t)T, 1, "s4-");
-	emit("rename synced 4 threads", v, b, "group commit; native: fsync(dir) per rename");
+	if (want("rename")) {
+		v = run(K_RENAME, 1, N, 0, "c1-");
+		b = run(K_NRENAME, 1, N, 0, "c1-");
+		emit("rename relaxed 1 thread", v, b, "");
+		v = run(K_RENAME, T, per, 0, "c4-");
+		b = run(K_NRENAME, T, per, 0, "c4-");
+		emit("rename relaxed 4 threads", v, b, "");
+		v = run(K_RENAME, 1, NS, 1, "s1-");
+		b = run(K_NRENAME, 1, NS, 1, "s1-");
+		emit("rename synced 1 thread", v, b, "native: fsync(dir) per rename");
+		v = run(K_RENAME, T, NS / (uint64_t)T, 1, "s4-");
+		b = run(K_NRENAME, T, NS / (uint64_t)T, 1, "s4-");
+		emit("rename synced 4 threads", v, b, "group commit; native: fsync(dir) per rename");
+	}
 
 	/* snapshot and clone of the tree made by the 4-thread creates */
-	{
+	if (want("snapshot")) {
 		uint64_t src = mkdir_cairn("tree");
 		/* move the c4-* dirs under one root, in cairn and natively */
 		for (int i = 0; i < T; i++) {

@@ -11,6 +11,7 @@
  * the next one is:
  *
  *   1. capture (commits blocked: the caller holds group-commit leadership):
+ *      first the WAL is trimmed, in a commit of its own (ck_trim); then
  *      T = the last committed txnid; copy LMDB's two meta pages (pages 0
  *      and 1 of data.mdb, which select T); begin a read transaction on T
  *      (a pin); start undo epoch n (= the slot's seq): a bitmap of T's
@@ -744,9 +745,80 @@ void meta_undo_stop(cairn_meta *m)
 	m->u_thread_on = 0;
 }
 
+/* Trimming the WAL, in PINNED mode, is done here: by a commit of its own
+ * right before a capture, under the same leadership (meta_ckpt), instead
+ * of a little by every commit.  Trimming deletes the oldest records, whose
+ * pages belong to the checkpoint's snapshot; done by ordinary commits, it
+ * frees pages of the snapshot all the time, each one to be saved in the
+ * undo log, and the rolling pin then lags one undo flush behind another
+ * while LMDB takes fresh pages from the end of the file (a 4-thread create
+ * run on an environment whose log had reached wal_keep grew it from 15,000
+ * to 65,000 pages and ran 4x slower).  Done right before the capture of T
+ * (this commit is T), the pages it frees are on T's own free list, so they
+ * are no pages of T, and the previous epoch's pin, held until T's slot is
+ * durable, keeps them from being reused for as long as the previous
+ * snapshot must stay restorable: they need no undo record (if the capture
+ * fails after all, meta_ckpt saves them like any commit's).  Trimming is
+ * housekeeping: a failure is logged and retried at the next checkpoint.
+ * Returns the transaction id it committed, 0 if none. */
+#define CK_TRIM_MAX ((size_t)1 << 18)
+
+int meta_ckpt_trims(const cairn_meta *m)
+{
+	return m->undo;
+}
+
+static uint64_t ck_trim(cairn_meta *m)
+{
+	uint64_t last = __atomic_load_n(&m->last_lsn, __ATOMIC_RELAXED);
+	uint64_t keep = m->opts.wal_keep;
+	uint64_t first = __atomic_load_n(&m->wal_first, __ATOMIC_RELAXED);
+	if (last <= keep || (first && first > last - keep))
+		return 0;  /* nothing below the horizon */
+	MDB_txn *txn;
+	MDB_envinfo info;
+	uint64_t before = 0, done = 0;
+	int rc = 0, err = mdb_env_info(m->env, &info);
+	if (!err) {
+		before = info.me_last_txnid;
+		err = mdb_txn_begin(m->env, NULL, 0, &txn);
+	}
+	if (err) {
+		rc = meta_lmdb_err(err, "trim WAL");
+		goto out;
+	}
+	if ((rc = mw_trim_some(m, txn, last, CK_TRIM_MAX))) {
+		mdb_txn_abort(txn);
+		goto out;
+	}
+	if ((err = mdb_txn_commit(txn))) {
+		rc = meta_lmdb_err(err, "commit WAL trim");
+		goto out;
+	}
+	if ((err = mdb_env_info(m->env, &info))) {
+		/* it may have committed: assume so (saving costs only copies) */
+		done = before + 1;
+		rc = meta_lmdb_err(err, "metadata environment info");
+	} else if (info.me_last_txnid != before) {
+		done = info.me_last_txnid;
+	}
+	if (done) {
+		meta_pool_stale(m);
+		__atomic_add_fetch(&m->commit_seq, 1, __ATOMIC_SEQ_CST);
+	}
+out:
+	if (rc) {
+		static int once;
+		cairn_log_once(&once, CAIRN_LOG_WARN, "meta",
+			       "WAL trim at checkpoint: %s (retried at the next)", cairn_errmsg());
+	}
+	return done;
+}
+
 int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 {
-	int rc = 0, err, leading = 0;
+	int rc = 0, err, leading = 0, new_epoch = 0;
+	uint64_t trimmed = 0;
 	MDB_txn *old_upin = NULL;
 	int clean = (flags & MCK_CLEAN) != 0, force = (flags & (MCK_CLEAN | MCK_FORCE)) != 0;
 	MDB_txn *pin = NULL;
@@ -791,6 +863,11 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	}
 	if (m->synced_seq >= seq && !force)
 		goto out;
+
+	/* not in the first checkpoint of an open: nothing may be written
+	 * before it (invariant 1) */
+	if (m->u_map && meta_ckpt_trims(m))
+		trimmed = ck_trim(m);
 
 	/* capture: no commit can run (we lead), so T and its meta pages
 	 * match and the pin gets exactly T */
@@ -871,6 +948,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 		old_upin = m->u_pin;
 		m->u_pin = pin;
 		pin = NULL;
+		new_epoch = 1;
 	}
 	if (leading) {
 		/* commits go on while we sync: T's pages are pinned */
@@ -936,6 +1014,18 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	if (m->test_ckpt_hook)
 		m->test_ckpt_hook(m, m->test_ckpt_arg);
 out:
+	if (trimmed && !new_epoch && m->undo) {
+		/* The capture failed after the trim: no new epoch covers the
+		 * pages the trim freed, which belong to the current epoch's
+		 * snapshot.  Save them like those of any commit (we still
+		 * lead); if even that fails, stop (as run_batch does). */
+		int r2 = meta_undo_note(m, trimmed);
+		if (r2) {
+			r2 = ck_fail(m, r2);
+			if (!rc)
+				rc = r2;
+		}
+	}
 	if (pin)
 		mdb_txn_abort(pin);
 	if (old_upin) {

@@ -4,7 +4,14 @@
  *
  * LMDB specifics handled here:
  *   - MDB_NOTLS: read transactions are not tied to threads, so they are
- *     pooled (reset, then renewed) instead of being created per call.
+ *     pooled (reset, then renewed) instead of being created per call.  A
+ *     transaction given back while its snapshot is still the newest is
+ *     pooled *live* (not reset): the next begin takes it as it is, when no
+ *     commit came in between, and skips the renew and the lookups of each
+ *     table's root that LMDB makes in every new transaction (about a
+ *     third of a one-lookup transaction).  The leader resets the live ones
+ *     after each commit (meta_pool_stale), so they never hold back the
+ *     reuse of freed pages.
  *   - Reader slots: on MDB_READERS_FULL, stale slots of dead processes are
  *     cleared with mdb_reader_check() and the begin is retried once.
  *   - Map size: a large map is set at open (and, with MDB_WRITEMAP, allocated
@@ -140,6 +147,8 @@ static int env_prealloc(cairn_meta *m, uint64_t size)
 			  (unsigned long long)(size >> 20), m->dir, strerror(errno));
 }
 
+static void pool_reset_live(cairn_meta *m);
+
 int meta_env_grow(cairn_meta *m)
 {
 	int rc = 0;
@@ -150,6 +159,10 @@ int meta_env_grow(cairn_meta *m)
 	if (nsz > m->opts.map_max)
 		nsz = m->opts.map_max;
 	pthread_rwlock_wrlock(&m->map_lock);
+	/* no transaction may be active in the process: live pooled ones too */
+	pthread_mutex_lock(&m->pool_lock);
+	pool_reset_live(m);
+	pthread_mutex_unlock(&m->pool_lock);
 	int err = mdb_env_set_mapsize(m->env, (size_t)nsz);
 	if (err) {
 		rc = meta_lmdb_err(err, "grow metadata map");
@@ -170,6 +183,40 @@ int meta_env_grow(cairn_meta *m)
 
 /* ---- read transactions ---- */
 
+/* The newest committed transaction (from LMDB's meta pages; 0 if unknown,
+ * which matches no snapshot). */
+static uint64_t env_last_txnid(cairn_meta *m)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(m->env, &info))
+		return 0;
+	return info.me_last_txnid;
+}
+
+/* Under pool_lock. */
+static void pool_reset_live(cairn_meta *m)
+{
+	for (size_t i = 0; i < m->npool; i++)
+		if (m->pool[i]->live) {
+			mdb_txn_reset(m->pool[i]->txn);
+			m->pool[i]->live = 0;
+		}
+	__atomic_store_n(&m->nlive, 0, __ATOMIC_RELEASE);
+}
+
+void meta_pool_stale(cairn_meta *m)
+{
+	/* A reader giving a transaction back races with this: it may pool
+	 * one live just after a commit it checked too early; that one holds
+	 * its snapshot until the next commit or begin, and is never used
+	 * for a read that began after the commit (meta_read_begin checks). */
+	if (!__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&m->pool_lock);
+	pool_reset_live(m);
+	pthread_mutex_unlock(&m->pool_lock);
+}
+
 int meta_read_begin(cairn_meta *m, meta_txn **out)
 {
 	meta_txn *t = NULL;
@@ -178,8 +225,26 @@ int meta_read_begin(cairn_meta *m, meta_txn **out)
 	pthread_mutex_lock(&m->pool_lock);
 	if (m->npool)
 		t = m->pool[--m->npool];
+	if (t && t->live) {
+		t->live = 0;
+		__atomic_sub_fetch(&m->nlive, 1, __ATOMIC_RELEASE);
+	} else if (t) {
+		t->live = -1;  /* reset: renew below */
+	}
 	pthread_mutex_unlock(&m->pool_lock);
+	if (t && t->live == 0) {
+		/* Live: still the newest snapshot (read after we took it, so a
+		 * commit that completed before this call is seen)?  Then it is
+		 * what a renew would give. */
+		if ((uint64_t)mdb_txn_id(t->txn) == env_last_txnid(m)) {
+			*out = t;
+			return 0;
+		}
+		mdb_txn_reset(t->txn);
+	}
 	if (t) {
+		t->live = 0;
+		t->lmdb_err = 0;
 		err = mdb_txn_renew(t->txn);
 		if (err) {
 			mdb_txn_abort(t->txn);
@@ -244,9 +309,16 @@ void meta_read_end(meta_txn *t)
 	if (!t)
 		return;
 	cairn_meta *m = t->m;
-	mdb_txn_reset(t->txn);
 	pthread_mutex_lock(&m->pool_lock);
 	if (m->npool < m->cappool) {
+		/* keep it live if no commit came since it began (and no LMDB
+		 * call failed in it) */
+		t->live = !t->lmdb_err &&
+			  (uint64_t)mdb_txn_id(t->txn) == env_last_txnid(m);
+		if (t->live)
+			__atomic_add_fetch(&m->nlive, 1, __ATOMIC_RELEASE);
+		else
+			mdb_txn_reset(t->txn);
 		m->pool[m->npool++] = t;
 		t = NULL;
 	} else {

@@ -108,6 +108,8 @@ struct cairn_meta {
 	pthread_mutex_t pool_lock;
 	meta_txn **pool;
 	size_t npool, cappool;
+	unsigned nlive;         /* pooled read txns kept live (not reset):
+	                           still on the newest snapshot (atomic) */
 	unsigned nslots;        /* reader slots held by read txns (pooled too) */
 
 	/* group commit */
@@ -191,6 +193,8 @@ struct meta_txn {
 	cairn_meta *m;
 	MDB_txn *txn;
 	int write;
+	int live;          /* pooled read txn not reset: its snapshot was the
+	                      newest when it was given back (meta_read_end) */
 	int suppress;      /* >0: changes are not logged (replayed logical op) */
 	int map_full;      /* an LMDB call hit MDB_MAP_FULL */
 	int lmdb_err;      /* some LMDB call failed: the txn is unusable */
@@ -210,6 +214,9 @@ void meta_fault_set(cairn_meta *m, int kind, int n, int err);
 int meta_env_grow(cairn_meta *m);
 int64_t meta_now_ns(void);
 int meta_open_count(cairn_meta *m, uint64_t ino);
+/* After a commit: reset the pooled read txns kept live, so that none holds
+ * back the reuse of the pages the commit freed. */
+void meta_pool_stale(cairn_meta *m);
 
 /* ---- meta_txn.c ---- */
 int mt_get(meta_txn *t, int tbl, const void *k, size_t klen, MDB_val *v);
@@ -257,6 +264,9 @@ int meta_undo_note(cairn_meta *m, uint64_t txnid);
  * none are waiting, the leader moves it after each commit by itself). */
 int meta_undo_flush(cairn_meta *m);
 int meta_undo_start(cairn_meta *m);
+/* 1: checkpoints trim the WAL (PINNED mode, undo log on); ordinary
+ * commits and the flusher leave it to them. */
+int meta_ckpt_trims(const cairn_meta *m);
 void meta_undo_stop(cairn_meta *m);
 /* fsync a directory (a new or renamed entry in it is durable). */
 int meta_fsync_dir(const char *dir);

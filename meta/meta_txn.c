@@ -387,15 +387,18 @@ restart:
 		le64(b, lsn);
 		MDB_val kv = { 8, "last_lsn" }, vv = { 8, b };
 		err = mdb_put(t.txn, m->dbi[MT_LOCAL], &kv, &vv, 0);
-		if (!err) {
+		rc = 0;
+		/* in PINNED mode checkpoints trim (meta_ckpt.c says why) */
+		if (err)
+			rc = mt_lmdb_fail(&t, err, "put", MT_LOCAL);
+		else if (!meta_ckpt_trims(m)) {
 			rc = mw_trim_some(m, t.txn, lsn, 64);
 			/* Deleting log records can need pages too (a full
 			 * map during a trim): grow the map and redo the batch
 			 * like any other full map, do not fail the commits. */
 			if (rc == CAIRN_E_NOSPC)
 				t.map_full = t.lmdb_err = 1;
-		} else
-			rc = mt_lmdb_fail(&t, err, "put", MT_LOCAL);
+		}
 		if (rc && t.map_full) {
 			mdb_txn_abort(t.txn);
 			if ((rc = batch_map_full(m, &ckpt_tried))) {
@@ -441,6 +444,7 @@ restart:
 		__atomic_store_n(&m->failed, 1, __ATOMIC_RELEASE);
 		CAIRN_ERROR("meta", "%s", cairn_errmsg());
 	}
+	meta_pool_stale(m);
 	__atomic_store_n(&m->last_lsn, lsn, __ATOMIC_RELAXED);
 	uint64_t seq = __atomic_add_fetch(&m->commit_seq, 1, __ATOMIC_SEQ_CST);
 	for (meta_wnode *n = batch; n; n = n->next)
@@ -592,7 +596,7 @@ static void *flusher_main(void *arg)
 		}
 		/* Trimming the log is housekeeping, retried every pass; on a
 		 * full map it cannot run, which loses nothing. */
-		if (!rc && !failed && meta_wal_trim(m))
+		if (!rc && !failed && !meta_ckpt_trims(m) && meta_wal_trim(m))
 			CAIRN_WARN("meta", "background log trim: %s", cairn_errmsg());
 		pthread_mutex_lock(&m->q_lock);
 	}

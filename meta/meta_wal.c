@@ -12,9 +12,13 @@
  * tables bit for bit, and the replica's own WAL gets identical records.
  *
  * Trimming.  Records at or below  min(last - wal_keep, min consumer ack)
- * are deleted, a bounded number per commit (and all of them by the
- * flusher's meta_wal_trim), so the log stays bounded unless a registered
- * consumer (log shipping) lags.
+ * are deleted, so the log stays bounded unless a registered consumer (log
+ * shipping) lags: in the default mode (META_RELAXED_PINNED) all of them by
+ * each checkpoint, in a commit of its own right before its capture
+ * (meta_ckpt.c says why: trimmed pages then need no undo record), so the
+ * log holds up to wal_keep + the records of one flush interval; in the
+ * other modes a bounded number per commit and all of them by the
+ * flusher's meta_wal_trim.
  *
  * Invariants:
  *   1. Retained LSNs are dense: first..last with no gap.

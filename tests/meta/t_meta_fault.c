@@ -272,6 +272,57 @@ static void test_readers(const char *base)
 	CHECK_OK(meta_close(m));
 }
 
+/* Read transactions given back while their snapshot is the newest are
+ * pooled live (not reset) and reused as they are by the next begin.  A
+ * commit must reset them (or they would hold back page reuse), and a begin
+ * after a commit must never hand out the older snapshot. */
+static void test_live_pool(const char *base)
+{
+	char dir[600];
+	snprintf(dir, sizeof dir, "%s/live", base);
+	REQUIRE(mkdir(dir, 0755) == 0);
+	meta_opts o = t_opts();
+	cairn_meta *m;
+	REQUIRE_OK(meta_open(dir, &o, &m));
+	CHECK_RC(r_lookup(m, META_ROOT_INO, "lp", NULL), CAIRN_E_NOTFOUND);
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 1);
+	CHECK_OK(w_create(m, META_ROOT_INO, "lp", NULL));
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp", NULL));
+	/* a transaction that began before a commit and ends after it is
+	 * pooled reset, and the next begin sees the commit */
+	meta_txn *a, *b;
+	REQUIRE_OK(meta_read_begin(m, &a));
+	REQUIRE_OK(meta_read_begin(m, &b));
+	meta_read_end(a);
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 1);
+	CHECK_OK(w_create(m, META_ROOT_INO, "lp2", NULL));
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	meta_attr at;
+	CHECK_RC(meta_lookup(b, META_ROOT_INO, "lp2", &at), CAIRN_E_NOTFOUND);
+	meta_read_end(b);
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	for (int i = 0; i < 4; i++)
+		CHECK_OK(r_lookup(m, META_ROOT_INO, "lp2", NULL));
+	/* the race meta_pool_stale allows: a live one pooled after the
+	 * commit it missed is still never used for a later read */
+	REQUIRE_OK(meta_read_begin(m, &a));
+	meta_read_end(a);
+	/* as if it had been pooled after the leader looked */
+	__atomic_store_n(&m->nlive, 0, __ATOMIC_RELEASE);
+	CHECK_OK(w_create(m, META_ROOT_INO, "lp3", NULL));
+	__atomic_store_n(&m->nlive, 1, __ATOMIC_RELEASE);
+	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp3", NULL));
+	/* map growth resets live ones (no transaction may be active) */
+	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp3", NULL));
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 1);
+	CHECK_OK(meta_env_grow(m));
+	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp3", NULL));
+	fsck_clean(m);
+	CHECK_OK(meta_close(m));
+}
+
 int main(void)
 {
 	const char *base = t_tmpdir("meta_fault");
@@ -280,6 +331,7 @@ int main(void)
 	test_commit_faults(base);
 	test_fsync_fail(base);
 	test_readers(base);
+	test_live_pool(base);
 	t_rmtree(base);
 	return t_done();
 }
