@@ -325,6 +325,7 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 		rc = cairn_errf(CAIRN_E_INVAL, "libfuse refused the options '%s'", optstr);
 		goto fail;
 	}
+	fs->se = se;   /* the control file's cache invalidation */
 	if (fuse_set_signal_handlers(se)) {
 		rc = cairn_errf(CAIRN_E_INTERNAL, "installing signal handlers");
 		goto fail;
@@ -377,6 +378,8 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 fail:
 	if (lc)
 		fuse_loop_cfg_destroy(lc);
+	if (fs_ok)
+		fs->se = NULL;
 	if (se) {
 		if (mounted)
 			fuse_session_unmount(se);
@@ -393,8 +396,9 @@ fail:
 	if (hooked && o->on_close)
 		o->on_close(o->hook_arg);  /* waits for the commands it runs */
 	if (vol) {
-		/* Handles the kernel never released (lazy unmount, a
-		 * killed session) hold buffered data: close them first. */
+		/* The per-inode file handles (opens send no message, so
+		 * they live until FORGET or an idle period) may hold
+		 * buffered data: close them first. */
 		int r = fs_ok ? cfs_close_all(fs) : 0;
 		if (r && !rc)
 			rc = r;

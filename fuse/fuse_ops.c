@@ -10,20 +10,36 @@
  *      default_permissions: owner, group, other, sticky bit); this file
  *      only supplies the owner of new nodes (the caller's fsuid/fsgid, or
  *      the parent's group under a set-group-id directory).
- *   3. The kernel page cache of a file is kept across opens (KEEP_CACHE):
- *      the daemon owns the volume, so every change of a file's bytes goes
- *      through this mount's kernel inode (write, truncate, O_TRUNC, punch
- *      hole), which updates or drops its cached pages itself; the cache is
+ *   3. The kernel page cache of a file is kept across opens: opens send
+ *      no message (FUSE_CAP_NO_OPEN_SUPPORT: the first OPEN is answered
+ *      ENOSYS, which also implies FOPEN_KEEP_CACHE), so a warm read of a
+ *      small file costs the daemon nothing.  This is exact: the daemon
+ *      owns the volume, so every change of a file's bytes goes through
+ *      this mount's kernel inode (write, truncate, O_TRUNC, punch hole),
+ *      which updates or drops its cached pages itself; the cache is
  *      therefore never stale.  Invalidating at open would be worse than
  *      useless: a page dropped while another handle's WRITE is in flight
  *      is re-read from the daemon without that write's bytes and then
- *      served stale (seen by fuse_stress's append/reader case).
- *   4. Locks (flock, POSIX) are not implemented here on purpose: the kernel
+ *      served stale (seen by fuse_stress's append/reader case).  A
+ *      follower (files change under it) keeps OPEN and decides there.
+ *   4. Written data is staged (then committed within the volume's commit
+ *      interval) when the inode's handle is closed: after CFS_IDLE_MS
+ *      without a request, at RELEASE (followers, which keep OPEN), at
+ *      FORGET, at fsync (staged and committed synced), and at shutdown
+ *      (cfs_close_all, before volume_close), so SIGTERM and umount lose
+ *      nothing.  The volume shares one buffer per inode, so commands run
+ *      by the daemon (the control socket) read what was written, and
+ *      volume_sync (ckpt save, snapshots, umount's fsync of the control
+ *      file) stages it.
+ *   5. Locks (flock, POSIX) are not implemented here on purpose: the kernel
  *      then keeps them itself, which is correct for every process using
  *      this mount (the only way into the volume while it is mounted).
  *
- * Node ids are inode numbers (fuse_priv.h invariant 1); the hidden control
- * file CFS_CTL_INO exists only in lookup/getattr/open/read/fsync/release.
+ * Node ids are inode numbers (fuse_priv.h invariant 1); requests carry
+ * fh 0 and name the inode (invariant 2).  The hidden control file
+ * CFS_CTL_INO exists only in lookup (a new statistics snapshot),
+ * getattr, read, write/setattr (refused), fsync and lseek; without OPEN
+ * even root's write open of it succeeds, and its writes fail.
  *
  * Directory offsets: "." is 1, ".." is 2, the entry with volume cookie c is
  * c + 2, so a listing resumed from any offset continues after that entry.
@@ -106,13 +122,296 @@ static void stat_from(const cairn_attr *a, struct stat *st)
 	ts_from(&st->st_ctim, a->ctime_ns);
 }
 
-static void ctl_stat(struct stat *st)
+static void ctl_stat(cfs *fs, struct stat *st)
 {
 	memset(st, 0, sizeof *st);
 	st->st_ino = CFS_CTL_INO;
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
 	st->st_blksize = 4096;
+	pthread_mutex_lock(&fs->mu);
+	st->st_size = (off_t)fs->ctl.len;
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* ---- per-inode file handles (fuse_priv.h invariants 2-4) ---- */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts_ns(&ts);
+}
+
+static size_t ibucket(uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 32) % CFS_ITAB_BUCKETS;
+}
+
+/* Under ino_mu. */
+static cino *ino_find(cfs *fs, uint64_t ino)
+{
+	cino *e = fs->itab[ibucket(ino)];
+	while (e && e->ino != ino)
+		e = e->hnext;
+	return e;
+}
+
+/* Under ino_mu: unlink e from its chain and free it. */
+static void ino_drop(cfs *fs, cino *e)
+{
+	cino **pp = &fs->itab[ibucket(e->ino)];
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	free(e);
+}
+
+/* Under ino_mu: the entry of ino, created empty if missing (NULL: no
+ * memory). */
+static cino *ino_entry(cfs *fs, uint64_t ino)
+{
+	cino *e = ino_find(fs, ino);
+	if (e)
+		return e;
+	if (!(e = calloc(1, sizeof *e)))
+		return NULL;
+	size_t b = ibucket(ino);
+	e->ino = ino;
+	e->hnext = fs->itab[b];
+	fs->itab[b] = e;
+	return e;
+}
+
+static void close_warn(cairn_file *f, uint64_t ino, const char *why)
+{
+	if (f && volume_file_close(f))
+		CAIRN_WARN(FUSE_MOD, "close of inode %" PRIu64 " (%s): %s", ino, why,
+			   cairn_errmsg());
+}
+
+/* The file handle of ino for one request (invariant 2); ino_put after. */
+static int ino_get(cfs *fs, uint64_t ino, cino **out)
+{
+	cairn_file *f = NULL;
+	cino *e;
+	int rc;
+
+	*out = NULL;
+	if (ino == CFS_CTL_INO)
+		return cairn_errf(CAIRN_E_BADF, "the control file has no data handle");
+	pthread_mutex_lock(&fs->ino_mu);
+	e = ino_find(fs, ino);
+	if (e && e->f) {
+		e->refs++;
+		pthread_mutex_unlock(&fs->ino_mu);
+		*out = e;
+		return 0;
+	}
+	pthread_mutex_unlock(&fs->ino_mu);
+	/* Opened outside the lock (a metadata read); a racing request may
+	 * win, and then this handle is closed unused. */
+	if ((rc = volume_file_open(fs->vol, ino, &f)))
+		return rc;
+	pthread_mutex_lock(&fs->ino_mu);
+	e = ino_entry(fs, ino);
+	if (!e) {
+		pthread_mutex_unlock(&fs->ino_mu);
+		close_warn(f, ino, "no memory");
+		return cairn_errf(CAIRN_E_NOMEM, "handle of inode %" PRIu64, ino);
+	}
+	if (!e->f) {
+		e->f = f;
+		f = NULL;
+		fs->nfiles++;
+	}
+	e->refs++;
+	pthread_mutex_unlock(&fs->ino_mu);
+	close_warn(f, ino, "lost an open race");
+	*out = e;
+	return 0;
+}
+
+static void ino_put(cfs *fs, cino *e)
+{
+	pthread_mutex_lock(&fs->ino_mu);
+	e->refs--;
+	e->used_ns = mono_ns();
+	pthread_mutex_unlock(&fs->ino_mu);
+}
+
+/* A kernel handle that will send RELEASE was opened (+1; -1 if its
+ * reply failed: the kernel will not release it).  0, or CAIRN_E_NOMEM. */
+static int ino_hold(cfs *fs, uint64_t ino, int d)
+{
+	int rc = 0;
+	pthread_mutex_lock(&fs->ino_mu);
+	cino *e = d > 0 ? ino_entry(fs, ino) : ino_find(fs, ino);
+	if (e && d > 0)
+		e->held++;
+	else if (e && e->held)
+		e->held--;
+	if (e && !e->f && !e->pin && !e->refs && !e->held)
+		ino_drop(fs, e);
+	if (!e && d > 0)
+		rc = cairn_errf(CAIRN_E_NOMEM, "handle of inode %" PRIu64, ino);
+	pthread_mutex_unlock(&fs->ino_mu);
+	return rc;
+}
+
+/* Close ino's data handle now if no request uses it (staging its data);
+ * with release, one kernel handle less first; with forget, also its pin
+ * (the kernel has dropped the inode). */
+static void ino_close(cfs *fs, uint64_t ino, int forget)
+{
+	cairn_file *f = NULL, *p = NULL;
+	pthread_mutex_lock(&fs->ino_mu);
+	cino *e = ino_find(fs, ino);
+	if (e && !forget && e->held)
+		e->held--;
+	if (e) {
+		if (!e->refs && (forget || !e->held)) {
+			f = e->f;
+			e->f = NULL;
+		}
+		if (forget) {
+			p = e->pin;
+			e->pin = NULL;
+		}
+		fs->nfiles -= (f != NULL) + (p != NULL);
+		if (forget)
+			e->held = 0;
+		if (!e->f && !e->pin && !e->refs && !e->held)
+			ino_drop(fs, e);
+	}
+	pthread_mutex_unlock(&fs->ino_mu);
+	close_warn(f, ino, forget ? "forget" : "release");
+	close_warn(p, ino, "forget of an unlinked inode");
+}
+
+/* Invariant 3: before name in parent goes away (unlink, rename over it),
+ * a regular file it names gets a pin, so a process that has it open
+ * keeps reading and writing it until the kernel forgets the inode. */
+static int pin_victim(cfs *fs, uint64_t parent, const char *name)
+{
+	cairn_attr a;
+	cairn_file *p = NULL;
+	int rc = volume_lookup(fs->vol, parent, name, &a);
+	if (rc == CAIRN_E_NOTFOUND) {
+		cairn_err_clear();
+		return 0;  /* the operation itself reports it */
+	}
+	if (rc)
+		return rc;
+	if (!S_ISREG(a.mode))
+		return 0;
+	pthread_mutex_lock(&fs->ino_mu);
+	cino *e = ino_find(fs, a.ino);
+	int have = e && e->pin;
+	pthread_mutex_unlock(&fs->ino_mu);
+	if (have)
+		return 0;
+	if ((rc = volume_file_open(fs->vol, a.ino, &p)))
+		return rc;
+	pthread_mutex_lock(&fs->ino_mu);
+	e = ino_entry(fs, a.ino);
+	if (e && !e->pin) {
+		e->pin = p;
+		p = NULL;
+		fs->nfiles++;
+	}
+	pthread_mutex_unlock(&fs->ino_mu);
+	if (!e) {
+		close_warn(p, a.ino, "no memory");
+		return cairn_errf(CAIRN_E_NOMEM, "pin of inode %" PRIu64, a.ino);
+	}
+	close_warn(p, a.ino, "pinned twice");
+	return 0;
+}
+
+/* The idle-closer: data handles unused for CFS_IDLE_MS are closed, which
+ * stages their buffered data (committed within the volume's commit
+ * interval after that), as RELEASE did when every open sent one. */
+static void *reaper_main(void *arg)
+{
+	cfs *fs = arg;
+	enum { BATCH = 256 };
+	cairn_file *fl[BATCH];
+	uint64_t il[BATCH];
+	size_t n = 0;
+
+	pthread_mutex_lock(&fs->ino_mu);
+	while (!fs->stop) {
+		/* A full batch: more may be idle already, no pause (files
+		 * created faster than one batch per tick must not pile up
+		 * their buffers in memory). */
+		if (n < BATCH) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 100 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&fs->ino_cv, &fs->ino_mu, &ts);
+		}
+		n = 0;
+		if (fs->stop || !fs->nfiles)
+			continue;
+		int64_t now = mono_ns();
+		int64_t cut = now - (int64_t)CFS_IDLE_MS * 1000000;
+		int64_t cut_stream = now - (int64_t)CFS_STREAM_IDLE_MS * 1000000;
+		for (size_t b = 0; b < CFS_ITAB_BUCKETS && n < BATCH; b++) {
+			cino *e = fs->itab[b];
+			while (e && n < BATCH) {
+				cino *nx = e->hnext;
+				int64_t c = e->wbytes >= CFS_STREAM_BYTES ? cut_stream : cut;
+				if (e->f && !e->refs && !e->held && e->used_ns < c) {
+					il[n] = e->ino;
+					fl[n++] = e->f;
+					e->f = NULL;
+					e->wbytes = 0;
+					fs->nfiles--;
+					if (!e->pin)
+						ino_drop(fs, e);
+				}
+				e = nx;
+			}
+		}
+		if (!n)
+			continue;
+		pthread_mutex_unlock(&fs->ino_mu);
+		for (size_t i = 0; i < n; i++)
+			close_warn(fl[i], il[i], "idle");
+		__atomic_add_fetch(&fs->st[CFS_ST_IDLE_CLOSE], n, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&fs->ino_mu);
+	}
+	pthread_mutex_unlock(&fs->ino_mu);
+	return NULL;
+}
+
+/* A new statistics snapshot for the control file (at each LOOKUP of its
+ * name, so once per open by path: opens send no message).  Its pages are
+ * dropped from the kernel's cache before the entry is answered, so a
+ * reader never sees an older snapshot's bytes; the size comes with the
+ * entry (timeouts 0: every open looks the name up again). */
+static int ctl_snapshot(cfs *fs)
+{
+	char *text = NULL, *old;
+	size_t len = 0;
+	int rc = cfs_stats_text(fs, &text, &len);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&fs->mu);
+	old = fs->ctl.text;
+	fs->ctl.text = text;
+	fs->ctl.len = len;
+	pthread_mutex_unlock(&fs->mu);
+	free(old);
+	/* -ENOENT: the kernel holds no inode for it yet (nothing cached). */
+	if (fs->se)
+		(void)fuse_lowlevel_notify_inval_inode(fs->se, CFS_CTL_INO, 0, 0);
+	return 0;
 }
 
 static void reply_entry(fuse_req_t req, const cairn_attr *a)
@@ -158,10 +457,14 @@ static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	st_add(fs, CFS_ST_LOOKUP, 1);
 	if (parent == CAIRN_ROOT_INO && strcmp(name, CAIRN_FUSE_CTL_NAME) == 0) {
 		struct fuse_entry_param e;
+		if ((rc = ctl_snapshot(fs))) {
+			reply_rc(req, rc, "lookup of the control file");
+			return;
+		}
 		memset(&e, 0, sizeof e);
 		e.ino = CFS_CTL_INO;
 		e.generation = 1;
-		ctl_stat(&e.attr);
+		ctl_stat(fs, &e.attr);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -182,19 +485,24 @@ static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	reply_entry(req, &a);
 }
 
+/* The kernel dropped the inode: no request names it any more until a
+ * new LOOKUP, so its handles (data and pin) are closed. */
 static void cfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	(void)ino;
 	(void)nlookup;
 	st_add(req_fs(req), CFS_ST_FORGET, 1);
+	if (ino != CFS_CTL_INO)
+		ino_close(req_fs(req), ino, 1);
 	fuse_reply_none(req);
 }
 
 static void cfs_forget_multi(fuse_req_t req, size_t count,
 			     struct fuse_forget_data *forgets)
 {
-	(void)forgets;
 	st_add(req_fs(req), CFS_ST_FORGET, count);
+	for (size_t i = 0; i < count; i++)
+		if (forgets[i].ino != CFS_CTL_INO)
+			ino_close(req_fs(req), forgets[i].ino, 1);
 	fuse_reply_none(req);
 }
 
@@ -208,7 +516,7 @@ static void cfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 	(void)fi;
 	st_add(fs, CFS_ST_GETATTR, 1);
 	if (ino == CFS_CTL_INO) {
-		ctl_stat(&st);
+		ctl_stat(fs, &st);
 		fuse_reply_attr(req, &st, 0);
 		return;
 	}
@@ -359,7 +667,10 @@ static void cfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	reply_rc(req, volume_unlink(req_fs(req)->vol, parent, name), "unlink");
+	int rc = pin_victim(req_fs(req), parent, name);
+	if (!rc)
+		rc = volume_unlink(req_fs(req)->vol, parent, name);
+	reply_rc(req, rc, "unlink");
 }
 
 static void cfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -386,8 +697,12 @@ static void cfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	reply_rc(req, volume_rename(req_fs(req)->vol, parent, name, newparent,
-				    newname, f), "rename");
+	int rc = 0;
+	if (!(flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)))
+		rc = pin_victim(req_fs(req), newparent, newname);
+	if (!rc)
+		rc = volume_rename(req_fs(req)->vol, parent, name, newparent, newname, f);
+	reply_rc(req, rc, "rename");
 }
 
 static void cfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -410,126 +725,63 @@ static void cfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 
 /* ---- files ---- */
 
-static void handle_add(cfs *fs, cfh *h)
+/* A follower's files change under it (the writer is another host): the
+ * kernel's pages are kept only for an inode whose size and times are
+ * what they were when they were cached.  Followers therefore keep OPEN
+ * (cfs_init_conn). */
+static void follower_keep_cache(cfs *fs, uint64_t ino, struct fuse_file_info *fi)
 {
-	pthread_mutex_lock(&fs->mu);
-	h->prev = NULL;
-	h->next = fs->handles;
-	if (fs->handles)
-		fs->handles->prev = h;
-	fs->handles = h;
-	fs->nhandles++;
-	pthread_mutex_unlock(&fs->mu);
-}
-
-static void handle_del(cfs *fs, cfh *h)
-{
-	pthread_mutex_lock(&fs->mu);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fs->handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	fs->nhandles--;
-	pthread_mutex_unlock(&fs->mu);
-}
-
-static int ctl_open(cfs *fs, struct fuse_file_info *fi)
-{
-	cfh *h = calloc(1, sizeof *h);
-	int rc;
-	if (!h)
-		return cairn_errf(CAIRN_E_NOMEM, "control file handle");
-	if ((rc = cfs_stats_text(fs, &h->text, &h->len))) {
-		free(h);
-		return rc;
+	cairn_attr a;
+	fi->keep_cache = 0;
+	if (volume_getattr(fs->vol, ino, &a) == 0) {
+		pthread_mutex_lock(&fs->mu);
+		cfs_kc *k = &fs->kc[(ino * 0x9e3779b97f4a7c15ULL >> 32) % CFS_KC_SLOTS];
+		if (k->ino == ino && k->size == a.size && k->mtime_ns == a.mtime_ns &&
+		    k->ctime_ns == a.ctime_ns)
+			fi->keep_cache = 1;
+		k->ino = ino;
+		k->size = a.size;
+		k->mtime_ns = a.mtime_ns;
+		k->ctime_ns = a.ctime_ns;
+		pthread_mutex_unlock(&fs->mu);
 	}
-	handle_add(fs, h);
-	fi->fh = (uintptr_t)h;
-	fi->direct_io = 1;   /* the size is 0: the kernel must ask us */
-	return 0;
-}
-
-/* Open ino for fi; a is its current attributes. */
-static int file_open(cfs *fs, uint64_t ino, struct fuse_file_info *fi)
-{
-	cfh *h = calloc(1, sizeof *h);
-	int rc;
-	if (!h)
-		return cairn_errf(CAIRN_E_NOMEM, "file handle");
-	if ((rc = volume_file_open(fs->vol, ino, &h->f))) {
-		free(h);
-		return rc;
-	}
-	handle_add(fs, h);
-	fi->fh = (uintptr_t)h;
-	if (fs->follower) {
-		/* A follower's files change under it (the writer is another
-		 * host): keep the kernel's pages only for an inode whose
-		 * size and times are what they were when they were cached. */
-		cairn_attr a;
-		fi->keep_cache = 0;
-		if (volume_getattr(fs->vol, ino, &a) == 0) {
-			pthread_mutex_lock(&fs->mu);
-			cfs_kc *k = &fs->kc[(ino * 0x9e3779b97f4a7c15ULL >> 32) % CFS_KC_SLOTS];
-			if (k->ino == ino && k->size == a.size && k->mtime_ns == a.mtime_ns &&
-			    k->ctime_ns == a.ctime_ns)
-				fi->keep_cache = 1;
-			k->ino = ino;
-			k->size = a.size;
-			k->mtime_ns = a.mtime_ns;
-			k->ctime_ns = a.ctime_ns;
-			pthread_mutex_unlock(&fs->mu);
-		}
-		cairn_err_clear();
-		if (fi->keep_cache)
-			st_add(fs, CFS_ST_KEEP_CACHE, 1);
-		return 0;
-	}
-	/* Guarantee 3: the kernel's cache is the file's content. */
-	fi->keep_cache = 1;
-	st_add(fs, CFS_ST_KEEP_CACHE, 1);
-	return 0;
+	cairn_err_clear();
 }
 
 static void cfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	int rc;
 
 	st_add(fs, CFS_ST_OPEN, 1);
-	if (ino == CFS_CTL_INO) {
-		if ((fi->flags & O_ACCMODE) != O_RDONLY)
-			rc = cairn_errf(CAIRN_E_PERM, "the control file is read-only");
-		else
-			rc = ctl_open(fs, fi);
-	} else {
-		/* atomic_o_trunc: the truncation is ours (the kernel checked
-		 * write permission).  No getattr first: an open is on the hot
-		 * path of small-file reads, and volume_file_open checks the
-		 * type itself. */
-		rc = 0;
-		if (fi->flags & O_TRUNC) {
-			cairn_sattr sa = { .mask = CAIRN_SET_SIZE, .size = 0 };
-			rc = volume_setattr(fs->vol, ino, &sa, NULL);
-		}
-		if (!rc)
-			rc = file_open(fs, ino, fi);
-	}
-	if (rc) {
-		reply_rc(req, rc, "open");
+	if (fs->no_open) {
+		/* Zero-message opens: after this answer the kernel never
+		 * sends OPEN (nor RELEASE) for a regular file again, keeps its
+		 * page cache (FOPEN_KEEP_CACHE is implied) and sends fh 0.
+		 * O_TRUNC arrives as a SETATTR (no atomic_o_trunc). */
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	if (fuse_reply_open(req, fi)) {
-		/* Interrupted: the kernel will never release it. */
-		cfh *h = (cfh *)(uintptr_t)fi->fh;
-		handle_del(fs, h);
-		if (volume_file_close(h->f))
-			CAIRN_WARN(FUSE_MOD, "close after interrupted open: %s", cairn_errmsg());
-		free(h->text);
-		free(h);
+	fi->fh = 0;
+	fi->direct_io = 0;
+	if (ino == CFS_CTL_INO) {
+		fi->keep_cache = 0;
+	} else if (fs->follower) {
+		follower_keep_cache(fs, ino, fi);
+	} else {
+		/* Guarantee 3: the kernel's cache is the file's content. */
+		fi->keep_cache = 1;
 	}
+	if (fi->keep_cache)
+		st_add(fs, CFS_ST_KEEP_CACHE, 1);
+	if (ino != CFS_CTL_INO) {
+		int rc = ino_hold(fs, ino, 1);
+		if (rc) {
+			reply_rc(req, rc, "open");
+			return;
+		}
+	}
+	if (fuse_reply_open(req, fi) && ino != CFS_CTL_INO)
+		(void)ino_hold(fs, ino, -1);  /* interrupted: no RELEASE */
 }
 
 static void cfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -549,61 +801,70 @@ static void cfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = volume_lookup(fs->vol, parent, name, &a);
 		if (!rc && S_ISDIR(a.mode))
 			rc = cairn_errf(CAIRN_E_ISDIR, "create of '%s': a directory", name);
+		if (!rc && !S_ISREG(a.mode))
+			rc = cairn_errf(CAIRN_E_INVAL, "create of '%s': not a regular file", name);
 		if (!rc && (fi->flags & O_TRUNC) && a.size) {
 			cairn_sattr sa = { .mask = CAIRN_SET_SIZE, .size = 0 };
 			rc = volume_setattr(fs->vol, a.ino, &sa, &a);
 		}
 	}
-	if (!rc)
-		rc = file_open(fs, a.ino, fi);
 	if (rc) {
 		reply_rc(req, rc, "create");
 		return;
 	}
+	/* Once the kernel has seen ENOSYS for OPEN it sends no RELEASE for
+	 * created files either (6.18; before that first OPEN it does): the
+	 * data is staged when the handle is idle, as for any open. */
+	fi->fh = 0;
+	fi->direct_io = 0;
+	fi->keep_cache = 1;
+	st_add(fs, CFS_ST_KEEP_CACHE, 1);
 	memset(&e, 0, sizeof e);
 	e.ino = a.ino;
 	e.generation = 1;
 	stat_from(&a, &e.attr);
 	e.attr_timeout = fs->attr_to;
 	e.entry_timeout = fs->entry_to;
-	if (fuse_reply_create(req, &e, fi)) {
-		cfh *h = (cfh *)(uintptr_t)fi->fh;
-		handle_del(fs, h);
-		if (volume_file_close(h->f))
-			CAIRN_WARN(FUSE_MOD, "close after interrupted create: %s", cairn_errmsg());
-		free(h);
+	if (fuse_reply_create(req, &e, fi))
+		CAIRN_DEBUG(FUSE_MOD, "create: the request was interrupted");
+}
+
+/* The control file's current snapshot: bytes [off, off+size). */
+static void ctl_read(fuse_req_t req, cfs *fs, size_t size, off_t off)
+{
+	pthread_mutex_lock(&fs->mu);
+	size_t len = fs->ctl.len;
+	size_t o = (uint64_t)off < len ? (size_t)off : len;
+	size_t n = len - o < size ? len - o : size;
+	char *copy = malloc(n ? n : 1);
+	if (copy && n)
+		memcpy(copy, fs->ctl.text + o, n);
+	pthread_mutex_unlock(&fs->mu);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
+	fuse_reply_buf(req, copy, n);
+	free(copy);
 }
 
 static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	cfh *h = (cfh *)(uintptr_t)fi->fh;
 	size_t got = 0;
 	uint8_t *buf;
+	cino *e;
 	int rc;
 
-	(void)ino;
+	(void)fi;
 	st_add(fs, CFS_ST_READ, 1);
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!h->f) {
-		/* Reply from a copy: the reader may close (RELEASE frees
-		 * h->text) as soon as the kernel has taken our reply, which
-		 * can be before our writev returns. */
-		size_t o = (uint64_t)off < h->len ? (size_t)off : h->len;
-		size_t n = h->len - o < size ? h->len - o : size;
-		char *copy = malloc(n ? n : 1);
-		if (!copy) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		memcpy(copy, h->text + o, n);
-		fuse_reply_buf(req, copy, n);
-		free(copy);
+	if (ino == CFS_CTL_INO) {
+		ctl_read(req, fs, size, off);
 		return;
 	}
 	if (size > CFS_IO_MAX)
@@ -613,7 +874,10 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = volume_file_read(h->f, buf, size, (uint64_t)off, &got);
+	if (!(rc = ino_get(fs, ino, &e))) {
+		rc = volume_file_read(e->f, buf, size, (uint64_t)off, &got);
+		ino_put(fs, e);
+	}
 	if (rc)
 		reply_rc(req, rc, "read");
 	else {
@@ -627,13 +891,13 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		      size_t size, off_t off, struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	cfh *h = (cfh *)(uintptr_t)fi->fh;
+	cino *e;
 	int rc;
 
-	(void)ino;
+	(void)fi;
 	st_add(fs, CFS_ST_WRITE, 1);
-	if (!h->f) {
-		fuse_reply_err(req, EBADF);
+	if (ino == CFS_CTL_INO) {
+		fuse_reply_err(req, EPERM);  /* read-only, even for root */
 		return;
 	}
 	if (off < 0) {
@@ -643,7 +907,12 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	/* The kernel computed the offset (O_APPEND included) under its inode
 	 * lock from an i_size that every write through this mount updates;
 	 * writing elsewhere would desynchronize its page cache. */
-	rc = volume_file_write(h->f, buf, size, (uint64_t)off);
+	if (!(rc = ino_get(fs, ino, &e))) {
+		rc = volume_file_write(e->f, buf, size, (uint64_t)off);
+		if (!rc)
+			__atomic_add_fetch(&e->wbytes, size, __ATOMIC_RELAXED);
+		ino_put(fs, e);
+	}
 	if (rc) {
 		reply_rc(req, rc, "write");
 		return;
@@ -652,17 +921,17 @@ static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	fuse_reply_write(req, size);
 }
 
+/* Sent for every open on a follower (and for files created before the
+ * first OPEN was answered ENOSYS): stage the inode's data now if no other
+ * kernel handle we know of is open, as a close did before zero-message
+ * opens.  Other openers are invisible: the handle reopens on demand. */
 static void cfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	cfh *h = (cfh *)(uintptr_t)fi->fh;
-	(void)ino;
-	handle_del(fs, h);
-	if (h->f && volume_file_close(h->f))
-		CAIRN_WARN(FUSE_MOD, "close of inode %" PRIu64 ": %s", (uint64_t)ino,
-			   cairn_errmsg());
-	free(h->text);
-	free(h);
+	(void)fi;
+	st_add(fs, CFS_ST_RELEASE, 1);
+	if (ino != CFS_CTL_INO)
+		ino_close(fs, ino, 0);
 	fuse_reply_err(req, 0);
 }
 
@@ -670,34 +939,30 @@ static void cfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		      struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	cfh *h = (cfh *)(uintptr_t)fi->fh;
-	(void)ino;
+	cino *e;
+	int rc;
 	(void)datasync;
+	(void)fi;
 	st_add(fs, CFS_ST_FSYNC, 1);
-	reply_rc(req, h->f ? volume_file_fsync(h->f) : volume_sync(fs->vol), "fsync");
+	if (ino == CFS_CTL_INO) {
+		reply_rc(req, volume_sync(fs->vol), "fsync");
+		return;
+	}
+	if (!(rc = ino_get(fs, ino, &e))) {
+		rc = volume_file_fsync(e->f);
+		ino_put(fs, e);
+	}
+	reply_rc(req, rc, "fsync");
 }
 
-static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
-			  off_t len, struct fuse_file_info *fi)
+static int do_fallocate(cfs *fs, cairn_file *f, uint64_t ino, int mode, off_t off,
+			off_t len)
 {
-	cfs *fs = req_fs(req);
-	cfh *h = (cfh *)(uintptr_t)fi->fh;
 	cairn_attr a;
 	int rc;
 
-	st_add(fs, CFS_ST_OTHER, 1);
-	if (!h->f) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	if (off < 0 || len <= 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if ((rc = volume_getattr(fs->vol, ino, &a))) {
-		reply_rc(req, rc, "fallocate");
-		return;
-	}
+	if ((rc = volume_getattr(fs->vol, ino, &a)))
+		return rc;
 	uint64_t end = (uint64_t)off + (uint64_t)len;
 	if (mode == 0) {
 		/* Space is not reserved (the store has no such notion); the
@@ -708,18 +973,45 @@ static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
 		}
 	} else if (mode == FALLOC_FL_KEEP_SIZE) {
 		rc = 0;
-	} else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
-		/* Zeros written over the range: reads are those of a hole. */
+	} else {
+		/* PUNCH_HOLE|KEEP_SIZE: zeros written over the range, reads
+		 * are those of a hole. */
 		static const uint8_t zeros[65536];
 		uint64_t pos = (uint64_t)off, stop = end < a.size ? end : a.size;
 		while (!rc && pos < stop) {
 			uint64_t n = stop - pos < sizeof zeros ? stop - pos : sizeof zeros;
-			rc = volume_file_write(h->f, zeros, n, pos);
+			rc = volume_file_write(f, zeros, n, pos);
 			pos += n;
 		}
-	} else {
+	}
+	return rc;
+}
+
+static void cfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+			  off_t len, struct fuse_file_info *fi)
+{
+	cfs *fs = req_fs(req);
+	cino *e;
+	int rc;
+
+	(void)fi;
+	st_add(fs, CFS_ST_OTHER, 1);
+	if (ino == CFS_CTL_INO) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (off < 0 || len <= 0 || (uint64_t)len > UINT64_MAX - (uint64_t)off) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE &&
+	    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
+	}
+	if (!(rc = ino_get(fs, ino, &e))) {
+		rc = do_fallocate(fs, e->f, ino, mode, off, len);
+		ino_put(fs, e);
 	}
 	reply_rc(req, rc, "fallocate");
 }
@@ -735,18 +1027,18 @@ static void cfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 				size_t len, int flags)
 {
 	cfs *fs = req_fs(req);
-	cfh *hi = (cfh *)(uintptr_t)fi_in->fh, *ho = (cfh *)(uintptr_t)fi_out->fh;
+	cino *ei = NULL, *eo = NULL;
 	uint64_t done = 0;
 	int rc;
 
-	(void)ino_in;
-	(void)ino_out;
+	(void)fi_in;
+	(void)fi_out;
 	st_add(fs, CFS_ST_OTHER, 1);
 	if (flags) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!hi->f || !ho->f) {
+	if (ino_in == CFS_CTL_INO || ino_out == CFS_CTL_INO) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
@@ -754,8 +1046,16 @@ static void cfs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	rc = volume_copy_range(fs->vol, hi->f, (uint64_t)off_in, ho->f, (uint64_t)off_out,
-			       (uint64_t)len, &done);
+	rc = ino_get(fs, ino_in, &ei);
+	if (!rc)
+		rc = ino_get(fs, ino_out, &eo);
+	if (!rc)
+		rc = volume_copy_range(fs->vol, ei->f, (uint64_t)off_in, eo->f,
+				       (uint64_t)off_out, (uint64_t)len, &done);
+	if (eo)
+		ino_put(fs, eo);
+	if (ei)
+		ino_put(fs, ei);
 	if (rc) {
 		reply_rc(req, rc, "copy_file_range");
 		return;
@@ -769,26 +1069,32 @@ static void cfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		      struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	cfh *h = (cfh *)(uintptr_t)fi->fh;
 	uint64_t at = 0;
+	cino *e;
 	int rc;
 
-	(void)ino;
+	(void)fi;
 	st_add(fs, CFS_ST_OTHER, 1);
 	if (off < 0 || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (!h->f) {
+	if (ino == CFS_CTL_INO) {
 		/* The control file: all data, no hole.  Never ENOSYS, which
 		 * would turn lseek off for the whole mount. */
-		if ((uint64_t)off >= h->len)
+		pthread_mutex_lock(&fs->mu);
+		size_t len = fs->ctl.len;
+		pthread_mutex_unlock(&fs->mu);
+		if ((uint64_t)off >= len)
 			fuse_reply_err(req, ENXIO);
 		else
-			fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)h->len);
+			fuse_reply_lseek(req, whence == SEEK_DATA ? off : (off_t)len);
 		return;
 	}
-	rc = volume_seek_data(h->f, (uint64_t)off, whence, &at);
+	if (!(rc = ino_get(fs, ino, &e))) {
+		rc = volume_seek_data(e->f, (uint64_t)off, whence, &at);
+		ino_put(fs, e);
+	}
 	if (rc) {
 		if (rc == CAIRN_E_NXIO)
 			fuse_reply_err(req, ENXIO);  /* an answer, not an error */
@@ -1077,7 +1383,7 @@ static void cfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 static void cfs_init_conn(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	cfs *fs = userdata;
 	conn->max_write = CFS_IO_MAX;
 	conn->max_readahead = CFS_IO_MAX;
 	conn->max_background = 64;
@@ -1085,8 +1391,18 @@ static void cfs_init_conn(void *userdata, struct fuse_conn_info *conn)
 	conn->time_gran = 1;
 	unsigned want = FUSE_CAP_ASYNC_READ | FUSE_CAP_READDIRPLUS |
 			FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_PARALLEL_DIROPS |
-			FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_ATOMIC_O_TRUNC;
+			FUSE_CAP_CACHE_SYMLINKS;
 	conn->want |= want & conn->capable;
+	/* Zero-message opens (docs/fuse.md): the first OPEN is answered
+	 * ENOSYS and the kernel sends no OPEN or RELEASE for regular files
+	 * from then on.  Not on a follower, whose opens decide whether the
+	 * kernel's pages are still the file's.  No atomic_o_trunc: with no
+	 * OPEN the kernel would skip the truncation; without it O_TRUNC
+	 * comes as a SETATTR. */
+	fs->no_open = !fs->follower && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	if (fs->no_open)
+		conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+	conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Writeback caching stays off: with it the kernel would own mtime
 	 * and O_APPEND offsets, and an fsync'd byte would depend on the
 	 * kernel's flushing order (docs/fuse.md). */
@@ -1148,37 +1464,89 @@ int cfs_init(cfs *fs, cairn_volume *vol, const cairn_mount_opts *o,
 	snprintf(fs->mountpoint, sizeof fs->mountpoint, "%s", mountpoint);
 	if (pthread_mutex_init(&fs->mu, NULL))
 		return cairn_errf(CAIRN_E_NOMEM, "fuse state mutex");
-	if (fs->follower && !(fs->kc = calloc(CFS_KC_SLOTS, sizeof *fs->kc))) {
+	if (pthread_mutex_init(&fs->ino_mu, NULL)) {
 		pthread_mutex_destroy(&fs->mu);
-		return cairn_errf(CAIRN_E_NOMEM, "follower cache table");
+		return cairn_errf(CAIRN_E_NOMEM, "fuse handle mutex");
 	}
+	if (pthread_cond_init(&fs->ino_cv, NULL)) {
+		pthread_mutex_destroy(&fs->ino_mu);
+		pthread_mutex_destroy(&fs->mu);
+		return cairn_errf(CAIRN_E_NOMEM, "fuse handle condition");
+	}
+	int rc = 0;
+	if (fs->follower && !(fs->kc = calloc(CFS_KC_SLOTS, sizeof *fs->kc)))
+		rc = cairn_errf(CAIRN_E_NOMEM, "follower cache table");
+	if (!rc && !(fs->itab = calloc(CFS_ITAB_BUCKETS, sizeof *fs->itab)))
+		rc = cairn_errf(CAIRN_E_NOMEM, "file handle table");
+	if (!rc && pthread_create(&fs->reaper, NULL, reaper_main, fs))
+		rc = cairn_errf(CAIRN_E_NOMEM, "idle-closer thread");
+	if (rc) {
+		free(fs->itab);
+		free(fs->kc);
+		pthread_cond_destroy(&fs->ino_cv);
+		pthread_mutex_destroy(&fs->ino_mu);
+		pthread_mutex_destroy(&fs->mu);
+		return rc;
+	}
+	fs->reaper_on = 1;
 	return 0;
+}
+
+static void reaper_stop(cfs *fs)
+{
+	if (!fs->reaper_on)
+		return;
+	pthread_mutex_lock(&fs->ino_mu);
+	fs->stop = 1;
+	pthread_cond_signal(&fs->ino_cv);
+	pthread_mutex_unlock(&fs->ino_mu);
+	pthread_join(fs->reaper, NULL);
+	fs->reaper_on = 0;
 }
 
 int cfs_close_all(cfs *fs)
 {
 	int rc = 0;
-	pthread_mutex_lock(&fs->mu);
-	cfh *h = fs->handles;
-	fs->handles = NULL;
-	fs->nhandles = 0;
-	pthread_mutex_unlock(&fs->mu);
-	while (h) {
-		cfh *next = h->next;
-		int r = h->f ? volume_file_close(h->f) : 0;
-		if (r && !rc)
-			rc = r;
-		free(h->text);
-		free(h);
-		h = next;
+	reaper_stop(fs);
+	/* The session has ended: no request is in flight. */
+	for (size_t b = 0; b < CFS_ITAB_BUCKETS; b++) {
+		cino *e = fs->itab[b];
+		fs->itab[b] = NULL;
+		while (e) {
+			cino *nx = e->hnext;
+			int r = volume_file_close(e->f);   /* NULL: no-op */
+			if (r && !rc)
+				rc = r;
+			r = volume_file_close(e->pin);
+			if (r && !rc)
+				rc = r;
+			free(e);
+			e = nx;
+		}
 	}
+	fs->nfiles = 0;
 	return rc;
 }
 
 void cfs_destroy(cfs *fs)
 {
+	reaper_stop(fs);
+	for (size_t b = 0; fs->itab && b < CFS_ITAB_BUCKETS; b++) {
+		for (cino *e = fs->itab[b], *nx; e; e = nx) {
+			nx = e->hnext;
+			close_warn(e->f, e->ino, "destroy");
+			close_warn(e->pin, e->ino, "destroy");
+			free(e);
+		}
+	}
+	free(fs->itab);
+	fs->itab = NULL;
+	free(fs->ctl.text);
+	fs->ctl.text = NULL;
 	free(fs->kc);
 	fs->kc = NULL;
+	pthread_cond_destroy(&fs->ino_cv);
+	pthread_mutex_destroy(&fs->ino_mu);
 	pthread_mutex_destroy(&fs->mu);
 }
 
@@ -1189,7 +1557,7 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 		"ops_remove", "ops_rename", "ops_open", "ops_read", "ops_write",
 		"ops_fsync", "ops_readdir", "ops_xattr", "ops_other",
 		"bytes_read", "bytes_written", "errors", "keep_cache_opens",
-		"inodes_forgotten",
+		"inodes_forgotten", "ops_release", "idle_closes",
 	};
 	cairn_volume_stats vs;
 	size_t cap = 8192, n = 0;
@@ -1199,9 +1567,9 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 	if (!b)
 		return cairn_errf(CAIRN_E_NOMEM, "statistics text");
 	volume_stats(fs->vol, &vs);
-	pthread_mutex_lock(&fs->mu);
-	nh = fs->nhandles;
-	pthread_mutex_unlock(&fs->mu);
+	pthread_mutex_lock(&fs->ino_mu);
+	nh = fs->nfiles;
+	pthread_mutex_unlock(&fs->ino_mu);
 #define APPEND(...) (n += (size_t)snprintf(b + n, n < cap ? cap - n : 0, __VA_ARGS__))
 	APPEND("pid %ld\n", (long)getpid());
 	APPEND("volume %s\n", fs->voldir);
