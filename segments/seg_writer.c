@@ -42,6 +42,10 @@
  * the file or in those writes in flight; seg_writer_read and
  * seg_writer_flush write the buffer out first.  Where O_DIRECT is refused (open or the
  * first write: EINVAL) the same blocks go through the buffered descriptor.
+ * seg_writer_written (the part trigger of a multipart upload from the
+ * spool) is the lowest of ab_base and the offsets of the writes in
+ * flight, raised to the size by a flush: bytes a read of the file sees.
+ * It only grows, and stops for good at the first failed write.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +101,10 @@ struct seg_writer {
 	} fl[W_DIO_NBUF];
 	unsigned nfl;           /* writes in flight */
 	cairn_uring_q *wq;      /* held while nfl > 0 */
+	uint64_t done;          /* bytes [0, done) are in the file: every write
+				   covering them completed (atomic; only grows,
+				   never past a failed write) */
+	int werr;               /* a write failed: done stays where it is */
 	struct timespec first;  /* first frame (or recovery) */
 };
 
@@ -167,6 +175,27 @@ static int w_push(seg_writer *w, const seg_frame *f)
 	return CAIRN_OK;
 }
 
+/* Raise the completed-bytes mark to v (never lowers it; never after an
+ * I/O error: past that the file's state is unknown). */
+static void done_raise(seg_writer *w, uint64_t v)
+{
+	if (w->werr || w->state == W_FAILED || v <= w->done)
+		return;
+	__atomic_store_n(&w->done, v, __ATOMIC_RELEASE);
+}
+
+/* Direct mode: everything below ab_base and below the lowest write still
+ * in flight is in the file. */
+static void done_update(seg_writer *w)
+{
+	uint64_t v = w->ab_base;
+
+	for (unsigned i = 0; i < W_DIO_NBUF; i++)
+		if (w->fl[i].buf && w->fl[i].op.off < v)
+			v = w->fl[i].op.off;
+	done_raise(w, v);
+}
+
 /* Direct mode: write the first n bytes of the buffer (n a multiple of
  * W_DIO_ALIGN unless buffered) at ab_base. */
 static int ab_write(seg_writer *w, size_t n)
@@ -185,10 +214,14 @@ static int ab_write(seg_writer *w, size_t n)
 		} else {
 			if (!rc)
 				w->dio_done = 1;
+			else
+				w->werr = 1;
 			return rc;
 		}
 	}
-	return uring_write(w->u, w->fd, w->ab, n, w->ab_base);
+	if ((rc = uring_write(w->u, w->fd, w->ab, n, w->ab_base)))
+		w->werr = 1;
+	return rc;
 }
 
 /* Direct mode: reap one asynchronous write; its buffer becomes spare.  A
@@ -208,6 +241,7 @@ static int ab_reap(seg_writer *w)
 		/* Nothing reaped (or not ours): the engine lost track of the
 		 * writes; their buffers are never reused (ab_free leaks them
 		 * rather than free memory the kernel may still write from). */
+		w->werr = 1;
 		return rc ? rc : cairn_errf(CAIRN_E_IO, "staging segment %s: lost write", w->path);
 	}
 	if (rc == CAIRN_E_INVAL && !w->dio_done && w->dfd >= 0) {
@@ -220,6 +254,8 @@ static int ab_reap(seg_writer *w)
 	} else if (!rc) {
 		w->dio_done = 1;
 	}
+	if (rc)
+		w->werr = 1;
 	w->spare[w->nspare++] = w->fl[i].buf;
 	w->fl[i].buf = NULL;
 	if (--w->nfl == 0) {
@@ -227,6 +263,7 @@ static int ab_reap(seg_writer *w)
 		w->wq = NULL;
 		__atomic_sub_fetch(&w_async_held, 1, __ATOMIC_RELAXED);
 	}
+	done_update(w);
 	return rc;
 }
 
@@ -282,6 +319,7 @@ static int ab_full(seg_writer *w)
 			w->ab = w->spare[--w->nspare];
 			w->ab_base += W_DIO_BUF;
 			w->ab_len = 0;
+			done_update(w);
 			return CAIRN_OK;
 		}
 		cairn_err_clear();  /* no submit: synchronously */
@@ -295,6 +333,7 @@ static int ab_full(seg_writer *w)
 		return rc;
 	w->ab_base += W_DIO_BUF;
 	w->ab_len = 0;
+	done_update(w);
 	return CAIRN_OK;
 }
 
@@ -336,8 +375,11 @@ static int ab_flush(seg_writer *w)
 		w->ab_base += whole;
 		w->ab_len = rest;
 	}
-	if (rest && (rc = uring_write(w->u, w->fd, w->ab, rest, w->ab_base)))
+	if (rest && (rc = uring_write(w->u, w->fd, w->ab, rest, w->ab_base))) {
+		w->werr = 1;
 		return rc;
+	}
+	done_raise(w, w->ab_base + w->ab_len);
 	return CAIRN_OK;
 }
 
@@ -438,7 +480,7 @@ int seg_writer_create(cairn_uring *u, const char *path, const seg_id *id,
 		unlink(path);
 		goto fail;
 	}
-	w->size = w->hwm = SEG_HEADER_SIZE;
+	w->size = w->hwm = w->done = SEG_HEADER_SIZE;
 	if (opts && opts->direct) {
 		/* Block 0 (the header) is rewritten, unchanged, by the first
 		 * direct write.  No O_DIRECT or no memory: buffered, as
@@ -536,6 +578,10 @@ static int w_append(seg_writer *w, uint64_t chunk_id, const void *buf, size_t le
 	} else {
 		seg_frame_hdr_encode(&f, w->buf);
 		rc = uring_write(w->u, w->fd, w->buf, span, f.off);
+		if (rc)
+			w->werr = 1;
+		else
+			done_raise(w, f.off + span);
 	}
 	if (rc) {
 		w->n--;
@@ -641,6 +687,7 @@ int seg_writer_seal(seg_writer *w, uint64_t *size)
 	}
 	__atomic_store_n(&w->size, w->size + tlen, __ATOMIC_RELEASE);
 	w->hwm = w->size;
+	done_raise(w, w->size);
 	w->state = W_SEALED;
 	ab_free(w);  /* nothing more is written */
 	if (size)
@@ -673,6 +720,12 @@ uint64_t seg_writer_size(const seg_writer *w)
 	 * wait for a write), and a stream's feeder asks for the size after
 	 * every piece; the size only grows, under the mutex. */
 	return __atomic_load_n(&w->size, __ATOMIC_ACQUIRE);
+}
+
+uint64_t seg_writer_written(const seg_writer *w)
+{
+	/* Without the mutex, as seg_writer_size. */
+	return __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
 }
 
 uint64_t seg_writer_hwm(const seg_writer *w)
@@ -916,7 +969,7 @@ int seg_writer_recover(cairn_uring *u, const char *path, const seg_id *id,
 		rc = cairn_err_wrap(rc, "recover staging segment %s", path);
 		goto fail;
 	}
-	w->size = w->hwm = pos;
+	w->size = w->hwm = w->done = pos;
 	*out = w;
 	return CAIRN_OK;
 fail:

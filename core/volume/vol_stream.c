@@ -30,8 +30,10 @@
  *      the committed spool cut to its committed size and sealed.
  *   2. Committed chunk records point only below the spool's high-water
  *      mark (seg_writer_sync before every commit), as for packed segments.
- *   3. A part covers spool bytes already written, which never change
- *      again; the object becomes visible only at complete, and the segment
+ *   3. A part covers spool bytes already in the file (seg_writer_written:
+ *      the spool is written with O_DIRECT from an aligned buffer, and
+ *      bytes in that buffer or in a write in flight are not), which never
+ *      change again; the object becomes visible only at complete, and the segment
  *      is marked UPLOADED only after that, so nothing half-uploaded is ever
  *      read: until then reads use the spool.
  *   4. Memory per stream: one chunk buffer (max chunk size), the part
@@ -736,6 +738,20 @@ static int stream_cap(cairn_volume *vol, vstream *st)
 				upload_failed(vol, st);
 			continue;
 		}
+		/* No part of ours in flight, yet spool bytes count: whole
+		 * parts may be held back in the direct spool's buffer and
+		 * writes in flight only (invariant 3); flush them into the
+		 * file and send what that allows before waiting. */
+		seg_writer *w = seg_stream_writer(st->ss);
+		if (st->m && seg_writer_written(w) < seg_writer_size(w)) {
+			int rc = seg_writer_flush(w);
+			if (rc)
+				return stream_broken(vol, cairn_err_wrap(rc, "spool %s", st->path));
+			if (mpu_pump(st->m, seg_writer_written(w), 0))
+				upload_failed(vol, st);
+			if (st->m && st->m->busy)
+				continue;
+		}
 		return vol_cap_wait(vol);
 	}
 }
@@ -775,7 +791,9 @@ static int feed(cairn_volume *vol, vinode *vi, vstream *st, const uint8_t *buf,
 		if (st->since_commit >= vol->o.stream_commit_bytes &&
 		    (rc = stream_commit(vol, vi, st)))
 			return rc;
-		if (st->m && mpu_pump(st->m, seg_writer_size(w), 0))
+		/* Parts cover only bytes already in the file (invariant 3):
+		 * a direct spool's buffer and its writes in flight are not. */
+		if (st->m && mpu_pump(st->m, seg_writer_written(w), 0))
 			upload_failed(vol, st);
 	}
 	return 0;
@@ -816,11 +834,13 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 	if (unlink(st->path) == 0)
 		CAIRN_WARN(VOL_MOD, "removed stale spool %s", st->path);
 	/* A store that takes a whole file by a link gets the sealed spool in
-	 * one put (vol_stage.c): parts would copy every byte.  Nothing reads
-	 * such a spool back soon, so it is written with O_DIRECT (no copy
-	 * into the page cache: the dominant cost of a buffered write). */
+	 * one put (vol_stage.c): parts would copy every byte.  Every spool is
+	 * written with O_DIRECT (no copy into the page cache: the dominant
+	 * cost of a buffered write); parts follow the bytes whose writes
+	 * completed (seg_writer_written), and reads of the spool flush the
+	 * writer's buffer first (vol_stream_overlay). */
 	st->link = !vol->o.stream_multipart && vol_store_links(vol, 0);
-	so.direct = st->link;
+	so.direct = 1;
 	if ((rc = seg_stream_create(vol->u, st->path, &id, &so, &st->ss)))
 		goto fail;
 	st->rfd = open(st->path, O_RDONLY | O_CLOEXEC);

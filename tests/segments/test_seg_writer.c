@@ -3,7 +3,8 @@
  * mark, recovery (cut to the hwm, scan rebuild, torn last frame dropped,
  * a lost committed frame reported), sticky failure after an injected I/O
  * error, and simulated power loss through the engine's crash simulation;
- * the direct mode (O_DIRECT from an aligned buffer, buffered fallback).
+ * the direct mode (O_DIRECT from an aligned buffer, buffered fallback)
+ * and its completed-bytes mark (seg_writer_written, the part trigger).
  */
 #include "seg_int.h"
 #include "seg_test.h"
@@ -450,6 +451,54 @@ static void test_direct(cairn_uring *u)
 	free(got);
 }
 
+/* The reference image of appends 1..n of direct_len frames (raw, crc
+ * given), as a plain buffered writer lays them out: *len bytes. */
+static uint8_t *written_ref(cairn_uring *u, const seg_id *id, uint32_t n,
+			    uint8_t *buf, size_t *len)
+{
+	char path[600], name[64];
+	seg_writer *w;
+
+	snprintf(name, sizeof name, "wref%" PRIu64 ".seg", id->seq);
+	path_of(path, sizeof path, name);
+	REQUIRE_OK(seg_writer_create(u, path, id, NULL, &w));
+	for (uint32_t i = 1; i <= n; i++) {
+		st_chunk(buf, direct_len(i), (int)((i - 1) % 2), i);
+		REQUIRE_OK(seg_writer_append_raw(w, i, buf, direct_len(i),
+						 cairn_crc32c(0, buf, direct_len(i)), NULL));
+	}
+	CHECK(seg_writer_written(w) == seg_writer_size(w));  /* buffered */
+	seg_writer_close(w);
+	uint8_t *ref = st_slurp(path, len);
+	REQUIRE(ref);
+	unlink(path);
+	return ref;
+}
+
+/* Bytes [from, to) of the file at path equal ref's (what a part upload
+ * reading the spool file would send); 0 on a match. */
+static int written_match(const char *path, const uint8_t *ref, size_t reflen,
+			 uint64_t from, uint64_t to)
+{
+	int fd = open(path, O_RDONLY), bad = 0;
+	uint8_t *b = to > from ? malloc((size_t)(to - from)) : NULL;
+
+	REQUIRE(fd >= 0);
+	if (to > reflen)
+		bad = 1;
+	else if (to > from) {
+		REQUIRE(b);
+		ssize_t got = pread(fd, b, (size_t)(to - from), (off_t)from);
+		bad = got != (ssize_t)(to - from) || memcmp(b, ref + from, (size_t)(to - from));
+	}
+	if (bad)
+		fprintf(stderr, "%s: bytes [%" PRIu64 ", %" PRIu64 ") not as written\n",
+			path, from, to);
+	free(b);
+	close(fd);
+	return bad;
+}
+
 /* opts.direct with the Nth engine op failing, for every N over a run of
  * several buffers written at once: the call that meets it (or a later
  * one) fails, the writer sticks, nothing hangs, and recovery to the last
@@ -472,6 +521,8 @@ static void test_direct_faults(cairn_uring *u)
 		id.kind = SEG_KIND_STREAM;
 		snprintf(name, sizeof name, "dfault%" PRIu64 ".seg", nth);
 		path_of(path, sizeof path, name);
+		size_t reflen;
+		uint8_t *ref = written_ref(u, &id, 16, buf, &reflen);
 		REQUIRE_OK(seg_writer_create(u, path, &id, &o, &w));
 		uring_fault_set(u, nth, EIO);
 		for (i = 1; i <= 16 && !rc; i++) {
@@ -487,6 +538,9 @@ static void test_direct_faults(cairn_uring *u)
 			synced = 16;
 		uring_fault_set(u, 0, 0);
 		CHECK(rc == 0 || rc == CAIRN_E_IO);
+		/* What the part trigger saw is in the file, failure or not. */
+		CHECK(seg_writer_written(w) >= hwm && seg_writer_written(w) <= seg_writer_size(w));
+		CHECK(written_match(path, ref, reflen, 0, seg_writer_written(w)) == 0);
 		if (rc)  /* sticky */
 			CHECK_RC(seg_writer_append(w, 99, "x", 1, NULL), CAIRN_E_IO);
 		cairn_err_clear();
@@ -494,9 +548,78 @@ static void test_direct_faults(cairn_uring *u)
 		REQUIRE_OK(seg_writer_recover(u, path, &id, hwm, NULL, &w));
 		direct_check(w, synced, got, buf);
 		seg_writer_close(w);
+		free(ref);
 	}
 	free(buf);
 	free(got);
+}
+
+/* seg_writer_written, the part trigger of a multipart upload from the
+ * spool: on a direct writer (and after the EINVAL fallback) it stays
+ * below the size while bytes sit in the aligned buffer or in writes in
+ * flight, never moves back, and every byte below it reads back from the
+ * file as appended (a part sent at seg_writer_size would find a hole);
+ * a flush, a sync and the seal bring it to the size.  Frames from 1 KiB
+ * (far smaller than a part or the 4 MiB buffer) to 3 MiB. */
+static void test_written(cairn_uring *u)
+{
+	seg_writer_opts o = {.zstd_level = -1, .direct = 1};
+	uint8_t *buf = malloc(3u << 20);
+	REQUIRE(buf);
+
+	for (int inval = 0; inval < 2; inval++) {
+		char path[600], name[64];
+		seg_writer *w;
+		seg_id id;
+		size_t reflen;
+		uint64_t prev = SEG_HEADER_SIZE, size = 0, lag = 0;
+		const uint32_t n = 24;
+
+		st_id(&id, 13, (uint64_t)inval + 1);
+		id.kind = SEG_KIND_STREAM;
+		uint8_t *ref = written_ref(u, &id, n, buf, &reflen);
+		snprintf(name, sizeof name, "written%d.seg", inval);
+		path_of(path, sizeof path, name);
+		REQUIRE_OK(seg_writer_create(u, path, &id, &o, &w));
+		CHECK(seg_writer_written(w) == SEG_HEADER_SIZE);
+		if (inval)
+			uring_fault_set(u, 1, EINVAL);  /* the first direct write */
+		for (uint32_t i = 1; i <= n; i++) {
+			st_chunk(buf, direct_len(i), (int)((i - 1) % 2), i);
+			REQUIRE_OK(seg_writer_append_raw(w, i, buf, direct_len(i),
+							 cairn_crc32c(0, buf, direct_len(i)),
+							 NULL));
+			uint64_t wr = seg_writer_written(w);
+			size = seg_writer_size(w);
+			CHECK(wr >= prev && wr <= size);
+			if (wr < size)
+				lag++;
+			CHECK(written_match(path, ref, reflen, prev, wr) == 0);
+			prev = wr;
+			if (i == 10) {
+				REQUIRE_OK(seg_writer_flush(w));
+				CHECK(seg_writer_written(w) == seg_writer_size(w));
+				CHECK(written_match(path, ref, reflen, prev, seg_writer_size(w)) == 0);
+				prev = seg_writer_written(w);
+			} else if (i == 17) {
+				REQUIRE_OK(seg_writer_sync(w, NULL));
+				CHECK(seg_writer_written(w) == seg_writer_size(w));
+				CHECK(written_match(path, ref, reflen, prev, seg_writer_size(w)) == 0);
+				prev = seg_writer_written(w);
+			}
+		}
+		uring_fault_set(u, 0, 0);
+		/* Small frames after a buffer was written out: bytes in the
+		 * buffer only, not counted. */
+		CHECK(lag >= n / 2);
+		CHECK(seg_writer_written(w) < seg_writer_size(w));
+		REQUIRE_OK(seg_writer_seal(w, &size));
+		CHECK(seg_writer_written(w) == size);
+		CHECK(written_match(path, ref, reflen, 0, reflen) == 0);
+		seg_writer_close(w);
+		free(ref);
+	}
+	free(buf);
 }
 
 /* seg_writer_append_raw on a buffered writer, also one that compresses:
@@ -615,6 +738,7 @@ int main(void)
 	test_fault_loop(u);
 	test_direct(u);
 	test_direct_faults(u);
+	test_written(u);
 	test_append_raw(u);
 	uring_close(u);
 	test_crash(seed);

@@ -243,6 +243,14 @@ int seg_writer_flush(seg_writer *w);
 
 /* Bytes written so far (header and frames, synced or not). */
 uint64_t seg_writer_size(const seg_writer *w);
+/* Bytes known to be in the file: [0, written) was written by writes that
+ * completed (not durable), so a read of the file sees them; <= size.
+ * Without opts.direct every append completes its write: the size.  With
+ * it, bytes still in the aligned buffer or in a write in flight are not
+ * counted (the mark moves as writes are reaped, and to the size at a sync,
+ * flush or read); it never passes a write that failed.  Lock-free: for a
+ * part trigger (a multipart upload sending ranges of the spool file). */
+uint64_t seg_writer_written(const seg_writer *w);
 /* The high-water mark: bytes known durable. */
 uint64_t seg_writer_hwm(const seg_writer *w);
 uint32_t seg_writer_frames(const seg_writer *w);
