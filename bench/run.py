@@ -254,14 +254,23 @@ def collect_env(build_dir, bench_dir):
 # ----------------------------------------------------------------------
 # build
 
+def _built_path(build_dir, target):
+    """Where a CMake target's program lands: the cairn CLI at the top of the
+    build tree, the bench programs in bench/."""
+    if target == "cairn":
+        return os.path.join(build_dir, "cairn")
+    return os.path.join(build_dir, "bench", target)
+
+
 def ensure_built(build_dir, targets, no_build):
     missing = [t for t in targets
-               if not os.access(os.path.join(build_dir, "bench", t), os.X_OK)]
+               if not os.access(_built_path(build_dir, t), os.X_OK)]
     if not missing and no_build:
         return
     if no_build:
-        raise BenchError("not built: %s (in %s/bench; drop --no-build)"
-                         % (", ".join(missing), build_dir))
+        raise BenchError("not built: %s (in %s; drop --no-build)"
+                         % (", ".join(_built_path(build_dir, t) for t in missing),
+                            build_dir))
     if not os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
         subprocess.run(["cmake", "-S", REPO, "-B", build_dir,
                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], check=True,
