@@ -365,12 +365,13 @@ static void *reaper_main(void *arg)
 			cino *e = fs->itab[b];
 			while (e && n < BATCH) {
 				cino *nx = e->hnext;
-				int64_t c = e->wbytes >= CFS_STREAM_BYTES ? cut_stream : cut;
+				uint64_t wb = __atomic_load_n(&e->wbytes, __ATOMIC_RELAXED);
+				int64_t c = wb >= CFS_STREAM_BYTES ? cut_stream : cut;
 				if (e->f && !e->refs && !e->held && e->used_ns < c) {
 					il[n] = e->ino;
 					fl[n++] = e->f;
 					e->f = NULL;
-					e->wbytes = 0;
+					__atomic_store_n(&e->wbytes, 0, __ATOMIC_RELAXED);
 					fs->nfiles--;
 					if (!e->pin)
 						ino_drop(fs, e);

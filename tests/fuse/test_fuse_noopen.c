@@ -39,13 +39,11 @@ static void mpath(char *out, size_t size, const char *name)
 	snprintf(out, size, "%s/%s", ft_mnt, name);
 }
 
-/* Whole file name == buf[0..len). */
-static int same(const char *name, const uint8_t *buf, size_t len)
+/* The whole file at path == buf[0..len) (len <= SZ). */
+static int file_is(const char *path, const uint8_t *buf, size_t len)
 {
-	char p[800];
 	uint8_t got[SZ + 1];
-	mpath(p, sizeof p, name);
-	int fd = open(p, O_RDONLY);
+	int fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return 0;
 	ssize_t n = read(fd, got, sizeof got);
@@ -53,20 +51,22 @@ static int same(const char *name, const uint8_t *buf, size_t len)
 	return n == (ssize_t)len && memcmp(got, buf, len) == 0;
 }
 
+/* Whole file name (in the mount) == buf[0..len). */
+static int same(const char *name, const uint8_t *buf, size_t len)
+{
+	char p[800];
+	mpath(p, sizeof p, name);
+	return file_is(p, buf, len);
+}
+
 /* `cairn cat /name` through the mount's control socket == buf[0..len). */
 static int cat_is(const char *name, const uint8_t *buf, size_t len)
 {
 	char out[800];
-	uint8_t got[SZ + 1];
 	snprintf(out, sizeof out, "%s/cat.out", ft_root);
 	if (ft_sh(NULL, 0, "'%s' --volume '%s' cat /%s > '%s'", CAIRN_BIN, ft_vol, name, out))
 		return 0;
-	int fd = open(out, O_RDONLY);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, got, sizeof got);
-	close(fd);
-	return n == (ssize_t)len && memcmp(got, buf, len) == 0;
+	return file_is(out, buf, len);
 }
 
 static void put_new(const char *name, const uint8_t *buf, size_t len)
