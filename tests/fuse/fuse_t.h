@@ -112,7 +112,11 @@ static inline long ft_daemon_pid(void)
 	return pid == UINT64_MAX ? 0 : (long)pid;
 }
 
-/* Alive and not a zombie (an orphaned daemon may wait for a reaper). */
+/* Alive, or still exiting: a killed daemon's main thread is a zombie
+ * ('Z') as soon as it exits, while its other threads may still be
+ * exiting and holding the file table (/dev/fuse open: the mount still
+ * connected); it is gone once the leader is the only task left and a
+ * zombie (an orphaned daemon may wait for a reaper). */
 static inline int ft_pid_alive(long pid)
 {
 	char path[64], buf[512];
@@ -124,7 +128,16 @@ static inline int ft_pid_alive(long pid)
 	fclose(f);
 	buf[n] = 0;
 	char *rp = strrchr(buf, ')');
-	return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+	if (!rp || rp[1] != ' ')
+		return 0;
+	if (rp[2] != 'Z' && rp[2] != 'X')
+		return 1;
+	/* field 20 of stat: num_threads (rp + 2 is field 3) */
+	char *p = rp + 2;
+	for (int field = 3; field < 20 && p; field++)
+		if ((p = strchr(p, ' ')))
+			p++;
+	return p && strtol(p, NULL, 10) > 1;
 }
 
 /* The daemon's log must hold no sanitizer report (its stderr goes there). */
