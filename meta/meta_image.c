@@ -161,7 +161,8 @@ int meta_image_write(cairn_meta *m, const char *path, uint64_t *lsn)
 		return cairn_errf(errno == EEXIST ? CAIRN_E_EXISTS : cairn_rc_from_errno(errno),
 				  "create image %s: %s", path, strerror(errno));
 	/* the copy's read transaction takes a reader slot: count it like the
-	 * pool's, and hold map_lock shared like every reader (meta_env.c) */
+	 * pool's, and hold map_lock shared, which keeps growth out (readers of
+	 * the pool are counted in their shards instead, meta_env.c) */
 	pthread_mutex_lock(&m->pool_lock);
 	int full = m->nslots >= m->opts.max_readers;
 	if (!full)

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -272,6 +273,31 @@ static void test_readers(const char *base)
 	CHECK_OK(meta_close(m));
 }
 
+/* Live pooled read transactions: in the pool array (nlive) and in the
+ * reader shards' slots (bit 0 of a slot). */
+static unsigned live_count(cairn_meta *m)
+{
+	unsigned n = __atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < META_RSHARDS; i++)
+		n += (unsigned)(__atomic_load_n(&m->rshard[i].slot, __ATOMIC_ACQUIRE) & 1);
+	return n;
+}
+
+/* Run the calling thread on one CPU: then a transaction given back is
+ * cached in that CPU's shard and the next begin takes that very one. */
+static void pin_to_one_cpu(void)
+{
+	cpu_set_t set;
+	REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &set)) {
+			CPU_ZERO(&set);
+			CPU_SET(c, &set);
+			REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0);
+			return;
+		}
+}
+
 /* Read transactions given back while their snapshot is the newest are
  * pooled live (not reset) and reused as they are by the next begin.  A
  * commit must reset them (or they would hold back page reuse), and a begin
@@ -283,11 +309,14 @@ static void test_live_pool(const char *base)
 	REQUIRE(mkdir(dir, 0755) == 0);
 	meta_opts o = t_opts();
 	cairn_meta *m;
+	cpu_set_t all;
+	REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof all, &all) == 0);
+	pin_to_one_cpu();
 	REQUIRE_OK(meta_open(dir, &o, &m));
 	CHECK_RC(r_lookup(m, META_ROOT_INO, "lp", NULL), CAIRN_E_NOTFOUND);
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 1);
+	CHECK(live_count(m) == 1);
 	CHECK_OK(w_create(m, META_ROOT_INO, "lp", NULL));
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	CHECK(live_count(m) == 0);
 	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp", NULL));
 	/* a transaction that began before a commit and ends after it is
 	 * pooled reset, and the next begin sees the commit */
@@ -295,32 +324,44 @@ static void test_live_pool(const char *base)
 	REQUIRE_OK(meta_read_begin(m, &a));
 	REQUIRE_OK(meta_read_begin(m, &b));
 	meta_read_end(a);
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 1);
+	CHECK(live_count(m) == 1);
 	CHECK_OK(w_create(m, META_ROOT_INO, "lp2", NULL));
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	CHECK(live_count(m) == 0);
 	meta_attr at;
 	CHECK_RC(meta_lookup(b, META_ROOT_INO, "lp2", &at), CAIRN_E_NOTFOUND);
 	meta_read_end(b);
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	CHECK(live_count(m) == 0);
 	for (int i = 0; i < 4; i++)
 		CHECK_OK(r_lookup(m, META_ROOT_INO, "lp2", NULL));
 	/* the race meta_pool_stale allows: a live one pooled after the
-	 * commit it missed is still never used for a later read */
+	 * commit it missed is still never used for a later read.  The
+	 * thread stays on one CPU, so the begin below takes that very
+	 * transaction from the shard's slot. */
 	REQUIRE_OK(meta_read_begin(m, &a));
 	meta_read_end(a);
+	CHECK(live_count(m) == 1);
 	/* as if it had been pooled after the leader looked */
+	unsigned nl = __atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE);
 	__atomic_store_n(&m->nlive, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&m->rs_live, 0, __ATOMIC_SEQ_CST);
 	CHECK_OK(w_create(m, META_ROOT_INO, "lp3", NULL));
-	__atomic_store_n(&m->nlive, 1, __ATOMIC_RELEASE);
+	CHECK(live_count(m) == 1 + nl);  /* the leader did not reset it */
+	__atomic_store_n(&m->nlive, nl, __ATOMIC_RELEASE);
+	__atomic_store_n(&m->rs_live, 1, __ATOMIC_SEQ_CST);
+	REQUIRE_OK(meta_read_begin(m, &b));
+	CHECK(b == a);  /* the stale live one, renewed */
+	CHECK_OK(meta_lookup(b, META_ROOT_INO, "lp3", &at));
+	meta_read_end(b);
 	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp3", NULL));
 	/* map growth resets live ones (no transaction may be active) */
 	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp3", NULL));
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 1);
+	CHECK(live_count(m) == 1);
 	CHECK_OK(meta_env_grow(m));
-	CHECK(__atomic_load_n(&m->nlive, __ATOMIC_ACQUIRE) == 0);
+	CHECK(live_count(m) == 0);
 	CHECK_OK(r_lookup(m, META_ROOT_INO, "lp3", NULL));
 	fsck_clean(m);
 	CHECK_OK(meta_close(m));
+	REQUIRE(pthread_setaffinity_np(pthread_self(), sizeof all, &all) == 0);
 }
 
 int main(void)
