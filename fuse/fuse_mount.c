@@ -370,7 +370,12 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	if (geteuid() == 0)
 		ra = pthread_create(&ra_thr, NULL, readahead_thread, (void *)mp) == 0;
 	fuse_loop_cfg_set_clone_fd(lc, 1);
-	fuse_loop_cfg_set_idle_threads(lc, 8);
+	/* Workers are kept once started (idle limit = maximum): with 8, a
+	 * sequential reader's bursts of 1 MiB READs ended and started a
+	 * worker every 20 requests or so (a /dev/fuse clone, a stack and
+	 * the 1 MiB buffers faulted in again each time).  At most 32
+	 * workers, each holding about 2 MiB of buffers once used. */
+	fuse_loop_cfg_set_idle_threads(lc, 32);
 	fuse_loop_cfg_set_max_threads(lc, 32);
 	if (fuse_session_loop_mt(se, lc) < 0)
 		CAIRN_WARN(FUSE_MOD, "session loop ended with an error");

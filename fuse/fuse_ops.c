@@ -849,11 +849,52 @@ static void ctl_read(fuse_req_t req, cfs *fs, size_t size, off_t off)
 	free(copy);
 }
 
+/* Each worker thread's READ buffer (CFS_IO_MAX bytes), kept for the
+ * thread's life and freed by the key's destructor when libfuse ends an
+ * idle worker.  A malloc and free of 1 MiB per request came back as heap
+ * that glibc had trimmed (madvise DONTNEED), so READs faulted in and
+ * zeroed their pages again (docs/fuse.md "Speed features").  Used only
+ * when the volume cannot reply from its own memory (volume_file_read_to). */
+static pthread_key_t rbuf_key;
+static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
+static int rbuf_key_ok;
+
+static void rbuf_key_make(void)
+{
+	rbuf_key_ok = pthread_key_create(&rbuf_key, free) == 0;
+}
+
+static uint8_t *read_buf(void)
+{
+	uint8_t *b;
+	if (pthread_once(&rbuf_once, rbuf_key_make) || !rbuf_key_ok)
+		return NULL;
+	if ((b = pthread_getspecific(rbuf_key)))
+		return b;
+	if ((b = malloc(CFS_IO_MAX)) && pthread_setspecific(rbuf_key, b)) {
+		free(b);
+		b = NULL;
+	}
+	return b;
+}
+
+/* volume_file_read_to's consumer: the reply, from the volume's memory
+ * (a large file's readahead chunks) or from the thread's buffer. */
+static int reply_read(void *arg, const struct iovec *iov, int niov, size_t len)
+{
+	fuse_req_t req = arg;
+	int r;
+	st_add(req_fs(req), CFS_ST_BYTES_READ, len);
+	r = niov ? fuse_reply_iov(req, iov, niov) : fuse_reply_buf(req, NULL, 0);
+	if (r)  /* -errno: the request was interrupted; nothing to answer */
+		CAIRN_DEBUG(FUSE_MOD, "read reply: %s", strerror(-r));
+	return 0;
+}
+
 static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	cfs *fs = req_fs(req);
-	size_t got = 0;
 	uint8_t *buf;
 	cino *e;
 	int rc;
@@ -870,22 +911,17 @@ static void cfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > CFS_IO_MAX)
 		size = CFS_IO_MAX;
-	buf = malloc(size ? size : 1);
-	if (!buf) {
+	if (!(buf = read_buf())) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Answered by reply_read, unless the read fails (then not called). */
 	if (!(rc = ino_get(fs, ino, &e))) {
-		rc = volume_file_read(e->f, buf, size, (uint64_t)off, &got);
+		rc = volume_file_read_to(e->f, buf, size, (uint64_t)off, reply_read, req);
 		ino_put(fs, e);
 	}
 	if (rc)
 		reply_rc(req, rc, "read");
-	else {
-		st_add(fs, CFS_ST_BYTES_READ, got);
-		fuse_reply_buf(req, (const char *)buf, got);
-	}
-	free(buf);
 }
 
 static void cfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
@@ -1590,6 +1626,7 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 	APPEND("chunk_reads_local %" PRIu64 "\n", vs.reads_local);
 	APPEND("chunk_reads_store %" PRIu64 "\n", vs.reads_store);
 	APPEND("chunk_bytes_read %" PRIu64 "\n", vs.read_chunk_bytes);
+	APPEND("read_nocopy_bytes %" PRIu64 "\n", vs.read_nocopy_bytes);
 	/* log shipping (writer) and following (docs/log-shipping.md) */
 	APPEND("follower %d\n", vs.follower);
 	APPEND("last_lsn %" PRIu64 "\n", vs.last_lsn);

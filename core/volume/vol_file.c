@@ -516,12 +516,34 @@ out:
 	return rc;
 }
 
+/* File bytes [off, off+n) into buf, after vol_stream_ra_note (vi->lk
+ * held for reading): committed extents, the stream's uncommitted bytes,
+ * then the dirty buffers over them. */
+static int read_noted(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off, uint64_t n)
+{
+	uint64_t end = off + n;
+	int rc;
+
+	if ((rc = read_committed(vol, vi, vi->ino, buf, off, n)))
+		return rc;
+	if (vi->st && (rc = vol_stream_overlay(vol, vi, buf, off, n)))
+		return rc;
+	vol_stream_readahead(vol, vi, off, n);
+	for (vbuf *x = vi->head; x; x = x->next) {
+		uint64_t lo = x->off > off ? x->off : off;
+		uint64_t hi = x->off + x->len < end ? x->off + x->len : end;
+		if (lo < hi)
+			memcpy(buf + (lo - off), x->data + (lo - x->off), hi - lo);
+	}
+	return 0;
+}
+
 int volume_file_read(cairn_file *f, void *buf, size_t len, uint64_t off,
 		     size_t *got)
 {
 	cairn_volume *vol = f->vol;
 	vinode *vi = f->vi;
-	uint64_t n, end;
+	uint64_t n;
 	int rc = 0;
 
 	*got = 0;
@@ -529,23 +551,54 @@ int volume_file_read(cairn_file *f, void *buf, size_t len, uint64_t off,
 	if (off >= vi->size || !len)
 		goto out;
 	n = vi->size - off < len ? vi->size - off : len;
-	end = off + n;
 	vol_stream_ra_note(vol, vi, off, n);
-	if ((rc = read_committed(vol, vi, vi->ino, buf, off, n)))
-		goto out;
-	if (vi->st && (rc = vol_stream_overlay(vol, vi, buf, off, n)))
-		goto out;
-	vol_stream_readahead(vol, vi, off, n);
-	for (vbuf *x = vi->head; x; x = x->next) {
-		uint64_t lo = x->off > off ? x->off : off;
-		uint64_t hi = x->off + x->len < end ? x->off + x->len : end;
-		if (lo < hi)
-			memcpy((uint8_t *)buf + (lo - off), x->data + (lo - x->off), hi - lo);
-	}
-	*got = n;
+	if (!(rc = read_noted(vol, vi, buf, off, n)))
+		*got = n;
 out:
 	pthread_rwlock_unlock(&vi->lk);
 	return rc;
+}
+
+#define VOL_READ_PIECES 8
+
+int volume_file_read_to(cairn_file *f, void *buf, size_t len, uint64_t off,
+			cairn_read_fn fn, void *arg)
+{
+	cairn_volume *vol = f->vol;
+	vinode *vi = f->vi;
+	struct iovec iov[VOL_READ_PIECES];
+	void *pins[VOL_READ_PIECES];
+	uint64_t n = 0;
+	int np = 0, rc = 0;
+
+	pthread_rwlock_rdlock(&vi->lk);
+	if (off >= vi->size || !len)
+		goto out;
+	n = vi->size - off < len ? vi->size - off : len;
+	vol_stream_ra_note(vol, vi, off, n);
+	/* Only committed bytes can come from the readahead's chunks: no
+	 * dirty buffer and no stream to lay over them.  Only files large
+	 * enough to have streamed are tried (a small file's read would look
+	 * its extents up twice). */
+	if (!vi->head && !vi->st && vi->size >= vol->o.stream_threshold &&
+	    vol_stream_ra_pin(vol, vi, off, n, iov, pins, VOL_READ_PIECES, &np)) {
+		vol_stream_readahead(vol, vi, off, n);
+		/* The pins keep the slots, and chunks never change: fn may
+		 * run while writers go on. */
+		pthread_rwlock_unlock(&vi->lk);
+		rc = fn(arg, iov, np, (size_t)n);
+		vol_stream_ra_unpin(vi, pins, np);
+		return rc;
+	}
+	rc = read_noted(vol, vi, buf, off, n);
+	iov[0].iov_base = buf;
+	iov[0].iov_len = (size_t)n;
+	np = 1;
+out:
+	pthread_rwlock_unlock(&vi->lk);
+	if (rc)
+		return rc;
+	return fn(arg, iov, n ? np : 0, (size_t)n);
 }
 
 int volume_file_fsync(cairn_file *f)

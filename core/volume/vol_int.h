@@ -428,6 +428,15 @@ void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
 void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n);
 /* Free the inode's readahead (the vinode is being freed). */
 void vol_ra_free(vinode *vi);
+/* volume_file_read_to: when every byte of [off, off+n) lies in chunks of
+ * uploaded streams that readahead slots hold (or start to hold, as a read
+ * would), wait for them, pin them and point iov[0..*cnt) (at most max)
+ * at the bytes, pins[] naming the slots: 1.  Otherwise 0, nothing pinned
+ * (the caller reads the ordinary way).  vi->lk held for reading. */
+int vol_stream_ra_pin(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n,
+		      struct iovec *iov, void **pins, int max, int *cnt);
+/* Release what vol_stream_ra_pin pinned (no lock needed). */
+void vol_stream_ra_unpin(vinode *vi, void **pins, int cnt);
 /* Uploader: finish (or do from scratch) the multipart upload of s. */
 int vol_stream_upload(cairn_volume *vol, vseg *s);
 void vol_mpu_free(struct vmpu *m);

@@ -780,6 +780,7 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->stream_part_retries = __atomic_load_n(&s->stream_part_retries, __ATOMIC_RELAXED);
 	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
 	out->read_chunk_bytes = __atomic_load_n(&s->read_chunk_bytes, __ATOMIC_RELAXED);
+	out->read_nocopy_bytes = __atomic_load_n(&s->read_nocopy_bytes, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&vol->up_mu);
 	vol_ship_stats(vol, out);
 	vol_follow_stats(vol, out);

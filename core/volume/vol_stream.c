@@ -1062,6 +1062,9 @@ typedef struct raslot {
 	uint64_t chunk;
 	uint8_t *data;
 	uint32_t len, crc;
+	uint32_t cap;           /* bytes allocated at data */
+	unsigned pins;          /* volume_file_read_to calls using data:
+				 * the slot is not reused while any */
 	int state;
 	int hit;                /* a read took bytes from it */
 	uint64_t foff;          /* file offset of the chunk's first byte */
@@ -1188,8 +1191,10 @@ static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 	uint64_t vk = 0;
 	raslot *v = NULL;
 	unsigned live = 0;
+	/* Pinned slots (volume_file_read_to) are not counted: they cannot
+	 * be reused, and the window must not shrink while replies go out. */
 	for (int i = 0; i < VOL_RA_MAX; i++)
-		if (ra->s[i].state != RA_FREE)
+		if (ra->s[i].state != RA_FREE && !ra->s[i].pins)
 			live++;
 	for (int i = 0; i < VOL_RA_MAX; i++) {
 		raslot *x = &ra->s[i];
@@ -1197,7 +1202,7 @@ static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 			v = x;
 			break;
 		}
-		if (x->state != RA_READY && x->state != RA_FAILED)
+		if ((x->state != RA_READY && x->state != RA_FAILED) || x->pins)
 			continue;
 		uint64_t k = ra_victim(ra, x);
 		if (!v || k > vk || (k == vk && x->used < v->used)) {
@@ -1207,11 +1212,15 @@ static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 	}
 	if (!v)
 		return NULL;
-	if (v->len < c->raw_len || !v->data) {
+	/* Grown only, never shrunk to the chunk: chunks differ in size, and
+	 * a realloc down and up again (an mremap of the mapping) returned
+	 * and re-faulted the pages, zeroing them, every few chunks. */
+	if (v->cap < c->raw_len || !v->data) {
 		uint8_t *nd = realloc(v->data, c->raw_len);
 		if (!nd)
 			return NULL;
 		v->data = nd;
+		v->cap = c->raw_len;
 	}
 	v->chunk = c->id;
 	v->len = c->raw_len;
@@ -1361,6 +1370,97 @@ out:
 	objstore_batch_free(b);
 	free(g);
 	return rc;
+}
+
+int vol_stream_ra_pin(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n,
+		      struct iovec *iov, void **pins, int max, int *cnt)
+{
+	enum { MAXE = 8 };
+	meta_extent ex[MAXE];
+	meta_chunk ch[MAXE];
+	meta_seg sg[MAXE];
+	struct vra *ra = ra_get(vol, vi);
+	size_t ne = 0;
+	meta_txn *t;
+	uint64_t local_seg = 0, pos = off, end = off + n;
+	int local = 0, k = 0, rc;
+
+	*cnt = 0;
+	if (!ra || vol->o.no_upload || !n)
+		return 0;
+	if (meta_read_begin(vol->meta, &t)) {
+		cairn_err_clear();
+		return 0;
+	}
+	rc = meta_extent_lookup(t, vi->ino, off, n, ex, MAXE, &ne);
+	for (size_t i = 0; !rc && i < ne && ex[i].chunk; i++) {
+		rc = meta_chunk_get(t, ex[i].chunk, &ch[i]);
+		if (!rc)
+			rc = meta_seg_get(t, ch[i].seg, &sg[i]);
+	}
+	meta_read_end(t);
+	if (rc) {
+		cairn_err_clear();
+		return 0;
+	}
+	/* Every byte in a chunk of an uploaded stream, no hole, no gap; the
+	 * ordinary read reports whatever is wrong with the extents. */
+	if ((int)ne > max)
+		return 0;
+	for (size_t i = 0; i < ne; i++) {
+		const meta_extent *e = &ex[i];
+		if (!e->chunk || e->off != pos || !e->len || e->chunk_off > ch[i].raw_len ||
+		    e->len > ch[i].raw_len - e->chunk_off ||
+		    !remote_ok(vol, &ch[i], &sg[i], &local_seg, &local))
+			return 0;
+		pos += e->len;
+	}
+	if (pos != end)
+		return 0;
+	pthread_mutex_lock(&ra->mu);
+	for (size_t i = 0; i < ne; i++) {
+		raslot *x = ra_find(ra, ch[i].id);
+		/* The slots an ordinary read would start (vol_stream_read_remote
+		 * step 1); a whole chunk without one is read the ordinary way. */
+		if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
+		    (ex[i].chunk_off || ex[i].len != ch[i].raw_len))
+			x = ra_start(vol, ra, &ch[i], ra_foff(&ex[i]), sg[i].key,
+				     vol->o.stream_readahead + VOL_RA_EXTRA);
+		if (!x)
+			goto undo;
+		ra_wait(vol, ra, x);
+		if (x->state != RA_READY) {
+			if (!x->pins)
+				x->state = RA_FREE;
+			goto undo;
+		}
+		x->pins++;
+		x->used = ++ra->clock;
+		x->hit = 1;
+		iov[k].iov_base = x->data + ex[i].chunk_off;
+		iov[k].iov_len = ex[i].len;
+		pins[k++] = x;
+	}
+	pthread_mutex_unlock(&ra->mu);
+	*cnt = k;
+	__atomic_add_fetch(&vol->st.read_nocopy_bytes, n, __ATOMIC_RELAXED);
+	return 1;
+undo:
+	while (k > 0)
+		((raslot *)pins[--k])->pins--;
+	pthread_mutex_unlock(&ra->mu);
+	return 0;
+}
+
+void vol_stream_ra_unpin(vinode *vi, void **pins, int cnt)
+{
+	struct vra *ra = __atomic_load_n(&vi->ra, __ATOMIC_ACQUIRE);
+	if (!ra || !cnt)
+		return;
+	pthread_mutex_lock(&ra->mu);
+	for (int i = 0; i < cnt; i++)
+		((raslot *)pins[i])->pins--;
+	pthread_mutex_unlock(&ra->mu);
 }
 
 void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)

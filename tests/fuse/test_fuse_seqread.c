@@ -23,7 +23,10 @@
  * A and 1.8-3.5x in B, from out-of-order requests resetting the readahead
  * window, partial-chunk reads then decoding a whole chunk each, and
  * readahead slots evicted before use; after: 1.00x in most runs), and at
- * most one maximum chunk (16 MiB) per read in C.
+ * most one maximum chunk (16 MiB) per read in C.  In A, at least half
+ * the file's bytes must be replied straight from the readahead's chunks
+ * (counter read_nocopy_bytes, volume_file_read_to; all of them in most
+ * runs), not copied into a buffer first.
  */
 #include <pthread.h>
 
@@ -107,7 +110,9 @@ int main(void)
 	/* A: one reader, 1 MiB read(2) calls. */
 	cold_remount();
 	uint64_t c0 = ft_stat("chunk_bytes_read"), s0 = ft_stat("chunk_reads_local");
+	uint64_t z0 = ft_stat("read_nocopy_bytes");
 	REQUIRE(c0 != UINT64_MAX);
+	REQUIRE(z0 != UINT64_MAX);
 	fd = open(g_path, O_RDONLY);
 	REQUIRE(fd >= 0);
 	for (unsigned i = 0; i < g_mib; i++) {
@@ -124,6 +129,11 @@ int main(void)
 	CHECK(ft_stat("chunk_reads_local") == s0);  /* from the store indeed */
 	CHECK(a >= size);
 	CHECK(a <= lim);
+	/* The replies came from the readahead's chunks, not a copy of them. */
+	uint64_t z = ft_stat("read_nocopy_bytes") - z0;
+	printf("A: %" PRIu64 " bytes replied from readahead memory (%.2f of the file)\n", z,
+	       (double)z / (double)size);
+	CHECK(z >= size / 2);
 
 	/* B: two threads, one descriptor, interleaved 1 MiB pieces. */
 	cold_remount();

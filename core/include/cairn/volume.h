@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/uio.h>
 
 #include "cairn/runtime.h"
 
@@ -198,6 +199,8 @@ typedef struct cairn_volume_stats {
 	uint64_t read_chunk_bytes; /* bytes of whole chunks fetched or decoded
 				      to serve file reads (readahead GETs
 				      counted when started) */
+	uint64_t read_nocopy_bytes;/* bytes volume_file_read_to handed out
+				      from readahead memory, uncopied */
 } cairn_volume_stats;
 
 /* ---- volume ---- */
@@ -350,6 +353,22 @@ int volume_file_open(cairn_volume *vol, uint64_t ino, cairn_file **out);
  * Errors: CAIRN_E_CORRUPT (checksum mismatch), CAIRN_E_IO, store errors. */
 int volume_file_read(cairn_file *f, void *buf, size_t len, uint64_t off,
 		     size_t *got);
+/* What volume_file_read_to hands the bytes to: iov[0..niov) hold the len
+ * bytes read, in order, valid only until fn returns.  Returns 0 or a
+ * cairn_rc. */
+typedef int (*cairn_read_fn)(void *arg, const struct iovec *iov, int niov,
+			     size_t len);
+/* volume_file_read without a copy where the volume holds the bytes: the
+ * range [off, off+len) (shorter only at end of file; empty past it) goes
+ * to fn(arg, ...) once.  When the whole range lies in chunks of a large
+ * file that the readahead holds (verified, docs/large-files.md "Read
+ * path"), the pieces point into that memory, kept for the call; otherwise
+ * the range is read into buf (len bytes, the caller's) and fn gets that
+ * one piece.  fn runs with no volume lock held, but must not close f.
+ * Returns the read's error (fn is then not called) or fn's result.
+ * Errors: those of volume_file_read. */
+int volume_file_read_to(cairn_file *f, void *buf, size_t len, uint64_t off,
+			cairn_read_fn fn, void *arg);
 /* Write len bytes at off (holes before off read as zeros).
  * Errors: CAIRN_E_FBIG, CAIRN_E_NOSPC (upload cap, store down),
  * CAIRN_E_IO (the volume failed earlier: reopen it). */
