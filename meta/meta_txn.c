@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "meta_int.h"
 
@@ -473,9 +474,13 @@ int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader)
 	/* read after target: last_lsn is stored after its commit, so the sync
 	 * below covers every LSN seen here */
 	uint64_t dlsn = __atomic_load_n(&m->last_lsn, __ATOMIC_SEQ_CST);
-	int err = meta_fault_hit(m, MF_SYNC);
-	if (!err)
-		err = mdb_env_sync(m->env, 1);
+	/* fdatasync of the file, not mdb_env_sync: with MDB_WRITEMAP that
+	 * msyncs the map, which a growth by the leader (meanwhile: this runs
+	 * outside leadership) unmaps and maps again; ENOMEM there would fail
+	 * the environment.  On Linux both write back the same pages. */
+	int fd, err = meta_fault_hit(m, MF_SYNC);
+	if (!err && !(err = mdb_env_get_fd(m->env, &fd)) && fdatasync(fd) != 0)
+		err = errno;
 	if (err) {
 		rc = cairn_errf(CAIRN_E_IO, "fdatasync of metadata in %s: %s", m->dir,
 				err > 0 ? strerror(err) : mdb_strerror(err));

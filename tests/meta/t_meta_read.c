@@ -19,12 +19,16 @@
  *     transaction only after the map has grown;
  *   - a thread that moved to another CPU finds the idle transaction cached
  *     in the first CPU's shard (max_readers 4: four begins succeed, the
- *     fifth is refused).
+ *     fifth is refused);
+ *   - a sync (modes other than PINNED: outside leadership, so at any time
+ *     of a growth) works while the map is unmapped, as it is for a moment
+ *     inside mdb_env_set_mapsize.
  *
  * Rounds: t_scaled(3000) creates by the writer, t_scaled(200000) key pairs.
  */
 #include <pthread.h>
 #include <sched.h>
+#include <sys/mman.h>
 
 #include "t.h"
 #include "meta_t.h"
@@ -374,6 +378,75 @@ static void test_other_shard(const char *base)
 	m = NULL;
 }
 
+/* ---- a sync while growth has the map unmapped ----
+ *
+ * mdb_env_set_mapsize unmaps the map, then maps it again (bigger, maybe
+ * elsewhere).  In the modes other than PINNED, meta_sync_upto runs outside
+ * leadership (the flusher, a synced caller after its commit), so it may run
+ * right then: it must not touch the map (mdb_env_sync msyncs it, which
+ * fails with ENOMEM there, and the failure is sticky).  Here the map is
+ * unmapped as growth does, meta_sync runs, and the file is mapped again at
+ * the same address before anything else looks. */
+
+/* The address range of dir/data.mdb's writable shared map, from
+ * /proc/self/maps. */
+static int find_map(const char *dir, uintptr_t *lo, uintptr_t *hi)
+{
+	char want[700], line[1024];
+	snprintf(want, sizeof want, "%s/data.mdb", dir);
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f)) {
+		unsigned long a, b;
+		char perm[8];
+		int off = 0;
+		line[strcspn(line, "\n")] = 0;
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &a, &b, perm, &off) != 3 || !off)
+			continue;
+		const char *path = line + off;
+		size_t pl = strlen(path), wl = strlen(want);
+		if (strcmp(perm, "rw-s") == 0 && pl >= wl && strcmp(path + pl - wl, want) == 0) {
+			*lo = a;
+			*hi = b;
+			found = 1;
+		}
+	}
+	fclose(f);
+	return found ? 0 : -1;
+}
+
+static void test_sync_unmapped(const char *base)
+{
+	char made[600], dir[4096];
+	snprintf(made, sizeof made, "%s/syncgrow", base);
+	REQUIRE(mkdir(made, 0755) == 0);
+	REQUIRE(realpath(made, dir) != NULL);  /* as /proc/self/maps names it */
+	meta_opts o = t_opts();
+	o.safe_relaxed = META_RELAXED_UNSAFE;
+	o.writemap = 1;
+	o.flush_interval_ms = 3600 * 1000;  /* no background pass meanwhile */
+	REQUIRE_OK(meta_open(dir, &o, &m));
+	CHECK_OK(w_create(m, META_ROOT_INO, "s", NULL));  /* relaxed: not synced */
+	uintptr_t lo = 0, hi = 0;
+	int fd;
+	REQUIRE(find_map(dir, &lo, &hi) == 0);
+	REQUIRE(mdb_env_get_fd(m->env, &fd) == 0);
+	REQUIRE(munmap((void *)lo, hi - lo) == 0);
+	int rc = meta_sync(m);
+	void *p = mmap((void *)lo, hi - lo, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	REQUIRE(p == (void *)lo);
+	if (rc)
+		fprintf(stderr, "sync with the map unmapped: %s\n", cairn_errmsg());
+	CHECK_OK(rc);
+	CHECK_OK(r_lookup(m, META_ROOT_INO, "s", NULL));
+	CHECK_OK(w_create(m, META_ROOT_INO, "s2", NULL));
+	CHECK_OK(meta_sync(m));
+	CHECK_OK(meta_close(m));
+	m = NULL;
+}
+
 int main(void)
 {
 	const char *base = t_tmpdir("meta_read");
@@ -381,6 +454,7 @@ int main(void)
 	test_concurrent(base);
 	test_grow_excludes(base);
 	test_other_shard(base);
+	test_sync_unmapped(base);
 	t_rmtree(base);
 	return t_done();
 }
