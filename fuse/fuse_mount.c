@@ -276,7 +276,7 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	cfs *fs = NULL;
 	char esc[PATH_MAX * 2], optstr[PATH_MAX * 2 + 700];
-	int rc, mounted = 0, fs_ok = 0, ra = 0, hooked = 0;
+	int rc, mounted = 0, fs_ok = 0, ra = 0, hooked = 0, quiet = 1;
 	pthread_t ra_thr;
 
 	memset(&vo, 0, sizeof vo);
@@ -339,7 +339,7 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 	/* The caller's hook (the CLI's control socket) is up before the
 	 * parent hears "mounted", so a command right after the mount finds it. */
 	if (o->on_open) {
-		if ((rc = o->on_open(vol, o->hook_arg)))
+		if ((rc = o->on_open(vol, (cairn_mount_live *)(void *)fs, o->hook_arg)))
 			goto fail;
 		hooked = 1;
 	}
@@ -383,11 +383,18 @@ static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
 fail:
 	if (lc)
 		fuse_loop_cfg_destroy(lc);
+	/* Commands of the control socket may still be sending notifications
+	 * (fuse_priv.h invariant 7): none starts from here on.  One that the
+	 * kernel blocks (a directory lock held by a request nobody answers
+	 * any more, after a signal) ends when the unmount aborts the
+	 * connection, so wait for it only after that. */
 	if (fs_ok)
-		fs->se = NULL;
+		quiet = cfs_notify_stop(fs, 2000) == 0;
 	if (se) {
 		if (mounted)
 			fuse_session_unmount(se);
+		if (!quiet)
+			(void)cfs_notify_stop(fs, 0);
 		if (ra)  /* its stat has failed by now if it was still waiting */
 			pthread_join(ra_thr, NULL);
 		fuse_remove_signal_handlers(se);

@@ -16,7 +16,9 @@
  *      small file costs the daemon nothing.  This is exact: the daemon
  *      owns the volume, so every change of a file's bytes goes through
  *      this mount's kernel inode (write, truncate, O_TRUNC, punch hole),
- *      which updates or drops its cached pages itself; the cache is
+ *      which updates or drops its cached pages itself, or is made by a
+ *      command of the control socket, which invalidates what it touched
+ *      (cairn_mount_live_inval_*, fuse_priv.h invariant 7); the cache is
  *      therefore never stale.  Invalidating at open would be worse than
  *      useless: a page dropped while another handle's WRITE is in flight
  *      is re-read from the daemon without that write's bytes and then
@@ -289,10 +291,73 @@ static void ino_close(cfs *fs, uint64_t ino, int forget)
 	close_warn(p, ino, "forget of an unlinked inode");
 }
 
+/* ---- lookup counts of regular files (fuse_priv.h invariant 6) ---- */
+
+static size_t lkbucket(uint64_t ino)
+{
+	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 40) % CFS_LK_BUCKETS;
+}
+
+/* One more lookup of ino the kernel holds (an entry reply about to be
+ * sent).  Best effort: without memory the inode is not counted, and a
+ * control-socket removal then does not pin it. */
+static void lk_add(cfs *fs, uint64_t ino)
+{
+	size_t b = lkbucket(ino);
+	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
+	pthread_mutex_lock(mu);
+	cfs_lk *e = fs->lk[b];
+	while (e && e->ino != ino)
+		e = e->next;
+	if (!e && (e = calloc(1, sizeof *e))) {
+		e->ino = ino;
+		e->next = fs->lk[b];
+		fs->lk[b] = e;
+	}
+	if (e)
+		e->n++;
+	pthread_mutex_unlock(mu);
+}
+
+/* n lookups of ino dropped (FORGET, or an entry reply that failed). */
+static void lk_drop(cfs *fs, uint64_t ino, uint64_t n)
+{
+	size_t b = lkbucket(ino);
+	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
+	pthread_mutex_lock(mu);
+	cfs_lk **pp = &fs->lk[b];
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	cfs_lk *e = *pp;
+	if (e && e->n > n) {
+		e->n -= n;
+	} else if (e) {
+		*pp = e->next;
+		free(e);
+	}
+	pthread_mutex_unlock(mu);
+}
+
+static int lk_known(cfs *fs, uint64_t ino)
+{
+	size_t b = lkbucket(ino);
+	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
+	pthread_mutex_lock(mu);
+	cfs_lk *e = fs->lk[b];
+	while (e && e->ino != ino)
+		e = e->next;
+	int known = e != NULL;
+	pthread_mutex_unlock(mu);
+	return known;
+}
+
 /* Invariant 3: before name in parent goes away (unlink, rename over it),
  * a regular file it names gets a pin, so a process that has it open
- * keeps reading and writing it until the kernel forgets the inode. */
-static int pin_victim(cfs *fs, uint64_t parent, const char *name)
+ * keeps reading and writing it until the kernel forgets the inode.  With
+ * held_only (a control-socket command: the kernel may never have seen
+ * it, and would then never send the FORGET that closes the pin), only an
+ * inode the kernel holds (invariant 6). */
+static int pin_victim(cfs *fs, uint64_t parent, const char *name, int held_only)
 {
 	cairn_attr a;
 	cairn_file *p = NULL;
@@ -303,7 +368,7 @@ static int pin_victim(cfs *fs, uint64_t parent, const char *name)
 	}
 	if (rc)
 		return rc;
-	if (!S_ISREG(a.mode))
+	if (!S_ISREG(a.mode) || (held_only && !lk_known(fs, a.ino)))
 		return 0;
 	pthread_mutex_lock(&fs->ino_mu);
 	cino *e = ino_find(fs, a.ino);
@@ -425,8 +490,13 @@ static void reply_entry(fuse_req_t req, const cairn_attr *a)
 	stat_from(a, &e.attr);
 	e.attr_timeout = fs->attr_to;
 	e.entry_timeout = fs->entry_to;
-	if (fuse_reply_entry(req, &e))
+	if (S_ISREG(a->mode))
+		lk_add(fs, a->ino);   /* invariant 6: before the kernel has it */
+	if (fuse_reply_entry(req, &e)) {
 		CAIRN_DEBUG(FUSE_MOD, "reply_entry: the request was interrupted");
+		if (S_ISREG(a->mode))
+			lk_drop(fs, a->ino, 1);
+	}
 }
 
 /* Owner of a new node: the caller, with the group (and, for a directory,
@@ -472,7 +542,8 @@ static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = volume_lookup(fs->vol, parent, name, &a);
 	if (rc == CAIRN_E_NOTFOUND) {
 		/* A negative entry: every change comes through this mount, so
-		 * the kernel drops it itself when the name is created. */
+		 * the kernel drops it itself when the name is created (or a
+		 * control-socket command that creates it invalidates it). */
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof e);
 		e.entry_timeout = fs->entry_to;
@@ -490,10 +561,11 @@ static void cfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
  * new LOOKUP, so its handles (data and pin) are closed. */
 static void cfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	(void)nlookup;
 	st_add(req_fs(req), CFS_ST_FORGET, 1);
-	if (ino != CFS_CTL_INO)
+	if (ino != CFS_CTL_INO) {
+		lk_drop(req_fs(req), ino, nlookup);
 		ino_close(req_fs(req), ino, 1);
+	}
 	fuse_reply_none(req);
 }
 
@@ -502,8 +574,10 @@ static void cfs_forget_multi(fuse_req_t req, size_t count,
 {
 	st_add(req_fs(req), CFS_ST_FORGET, count);
 	for (size_t i = 0; i < count; i++)
-		if (forgets[i].ino != CFS_CTL_INO)
+		if (forgets[i].ino != CFS_CTL_INO) {
+			lk_drop(req_fs(req), forgets[i].ino, forgets[i].nlookup);
 			ino_close(req_fs(req), forgets[i].ino, 1);
+		}
 	fuse_reply_none(req);
 }
 
@@ -668,7 +742,7 @@ static void cfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EPERM);
 		return;
 	}
-	int rc = pin_victim(req_fs(req), parent, name);
+	int rc = pin_victim(req_fs(req), parent, name, 0);
 	if (!rc)
 		rc = volume_unlink(req_fs(req)->vol, parent, name);
 	reply_rc(req, rc, "unlink");
@@ -700,7 +774,7 @@ static void cfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	int rc = 0;
 	if (!(flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)))
-		rc = pin_victim(req_fs(req), newparent, newname);
+		rc = pin_victim(req_fs(req), newparent, newname, 0);
 	if (!rc)
 		rc = volume_rename(req_fs(req)->vol, parent, name, newparent, newname, f);
 	reply_rc(req, rc, "rename");
@@ -826,8 +900,11 @@ static void cfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	stat_from(&a, &e.attr);
 	e.attr_timeout = fs->attr_to;
 	e.entry_timeout = fs->entry_to;
-	if (fuse_reply_create(req, &e, fi))
+	lk_add(fs, a.ino);
+	if (fuse_reply_create(req, &e, fi)) {
 		CAIRN_DEBUG(FUSE_MOD, "create: the request was interrupted");
+		lk_drop(fs, a.ino, 1);
+	}
 }
 
 /* The control file's current snapshot: bytes [off, off+size). */
@@ -1166,6 +1243,8 @@ typedef struct rdctx {
 	size_t size, pos;
 	int plus;
 	int rc;
+	uint64_t *regs;     /* readdirplus: regular files counted (invariant 6) */
+	size_t nregs, capregs;
 } rdctx;
 
 /* Append one entry; 1 when the buffer is full (the entry is not added). */
@@ -1189,6 +1268,22 @@ static int rd_add(rdctx *r, const char *name, const cairn_attr *a,
 		need = fuse_add_direntry_plus(r->req, NULL, 0, name, &e, 0);
 		if (r->pos + need > r->size)
 			return 1;
+		if (a && S_ISREG(a->mode)) {
+			/* a lookup for the kernel (invariant 6), undone if the
+			 * reply fails */
+			if (r->nregs == r->capregs) {
+				size_t cap = r->capregs ? r->capregs * 2 : 64;
+				uint64_t *v = realloc(r->regs, cap * sizeof *v);
+				if (!v) {
+					r->rc = cairn_errf(CAIRN_E_NOMEM, "readdirplus");
+					return 1;
+				}
+				r->regs = v;
+				r->capregs = cap;
+			}
+			r->regs[r->nregs++] = a->ino;
+			lk_add(r->fs, a->ino);
+		}
 		fuse_add_direntry_plus(r->req, r->buf + r->pos, r->size - r->pos, name, &e, next);
 	} else {
 		struct stat st;
@@ -1254,12 +1349,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		rc = r.rc;
 	if (rc && r.pos == 0) {
 		free(r.buf);
+		free(r.regs);
 		reply_rc(req, rc, "readdir");
 		return;
 	}
 reply:
-	fuse_reply_buf(req, r.buf, r.pos);
+	if (fuse_reply_buf(req, r.buf, r.pos))
+		for (size_t i = 0; i < r.nregs; i++)
+			lk_drop(fs, r.regs[i], 1);   /* the kernel has none of them */
 	free(r.buf);
+	free(r.regs);
 }
 
 static void cfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1510,14 +1609,39 @@ int cfs_init(cfs *fs, cairn_volume *vol, const cairn_mount_opts *o,
 		pthread_mutex_destroy(&fs->mu);
 		return cairn_errf(CAIRN_E_NOMEM, "fuse handle condition");
 	}
-	int rc = 0;
-	if (fs->follower && !(fs->kc = calloc(CFS_KC_SLOTS, sizeof *fs->kc)))
+	int rc = 0, nlk = 0, rw = 0;
+	pthread_rwlockattr_t rwa;
+	fs->read_only = o->read_only || fs->follower;
+	/* writers first: the shutdown's wait is not starved by a command
+	 * invalidating entry after entry (invariant 7) */
+	if (pthread_rwlockattr_init(&rwa)) {
+		rc = cairn_errf(CAIRN_E_NOMEM, "fuse session lock");
+	} else {
+		(void)pthread_rwlockattr_setkind_np(&rwa,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		if (pthread_rwlock_init(&fs->se_lock, &rwa))
+			rc = cairn_errf(CAIRN_E_NOMEM, "fuse session lock");
+		else
+			rw = 1;
+		pthread_rwlockattr_destroy(&rwa);
+	}
+	for (; !rc && nlk < CFS_LK_LOCKS; nlk++)
+		if (pthread_mutex_init(&fs->lk_mu[nlk], NULL))
+			rc = cairn_errf(CAIRN_E_NOMEM, "fuse lookup-count locks");
+	if (!rc && !(fs->lk = calloc(CFS_LK_BUCKETS, sizeof *fs->lk)))
+		rc = cairn_errf(CAIRN_E_NOMEM, "lookup-count table");
+	if (!rc && fs->follower && !(fs->kc = calloc(CFS_KC_SLOTS, sizeof *fs->kc)))
 		rc = cairn_errf(CAIRN_E_NOMEM, "follower cache table");
 	if (!rc && !(fs->itab = calloc(CFS_ITAB_BUCKETS, sizeof *fs->itab)))
 		rc = cairn_errf(CAIRN_E_NOMEM, "file handle table");
 	if (!rc && pthread_create(&fs->reaper, NULL, reaper_main, fs))
 		rc = cairn_errf(CAIRN_E_NOMEM, "idle-closer thread");
 	if (rc) {
+		while (nlk > 0)
+			pthread_mutex_destroy(&fs->lk_mu[--nlk]);
+		if (rw)
+			pthread_rwlock_destroy(&fs->se_lock);
+		free(fs->lk);
 		free(fs->itab);
 		free(fs->kc);
 		pthread_cond_destroy(&fs->ino_cv);
@@ -1578,6 +1702,17 @@ void cfs_destroy(cfs *fs)
 	}
 	free(fs->itab);
 	fs->itab = NULL;
+	for (size_t b = 0; fs->lk && b < CFS_LK_BUCKETS; b++) {
+		for (cfs_lk *e = fs->lk[b], *nx; e; e = nx) {
+			nx = e->next;
+			free(e);
+		}
+	}
+	free(fs->lk);
+	fs->lk = NULL;
+	for (int i = 0; i < CFS_LK_LOCKS; i++)
+		pthread_mutex_destroy(&fs->lk_mu[i]);
+	pthread_rwlock_destroy(&fs->se_lock);
 	free(fs->ctl.text);
 	fs->ctl.text = NULL;
 	free(fs->kc);
@@ -1585,6 +1720,82 @@ void cfs_destroy(cfs *fs)
 	pthread_cond_destroy(&fs->ino_cv);
 	pthread_mutex_destroy(&fs->ino_mu);
 	pthread_mutex_destroy(&fs->mu);
+}
+
+/* ---- changes made outside requests (fuse_priv.h invariants 6, 7) ---- */
+
+int cfs_notify_stop(cfs *fs, unsigned wait_ms)
+{
+	__atomic_store_n(&fs->se_closing, 1, __ATOMIC_SEQ_CST);
+	if (wait_ms) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += wait_ms / 1000;
+		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_rwlock_timedwrlock(&fs->se_lock, &ts))
+			return -1;
+	} else {
+		pthread_rwlock_wrlock(&fs->se_lock);
+	}
+	fs->se = NULL;
+	pthread_rwlock_unlock(&fs->se_lock);
+	return 0;
+}
+
+static cfs *live_fs(cairn_mount_live *m)
+{
+	return (cfs *)(void *)m;
+}
+
+int cairn_mount_live_read_only(const cairn_mount_live *m)
+{
+	return ((const cfs *)(const void *)m)->read_only;
+}
+
+int cairn_mount_live_pin(cairn_mount_live *m, uint64_t parent, const char *name)
+{
+	cfs *fs = live_fs(m);
+	if (fs->read_only)
+		return cairn_errf(CAIRN_E_ROFS, "the mount is read-only");
+	return pin_victim(fs, parent, name, 1);
+}
+
+/* Send one notification (invariant 7); -ENOENT (the kernel holds no
+ * such entry or inode) is the usual answer and means nothing to do. */
+static void live_notify(cfs *fs, uint64_t parent, const char *name, uint64_t ino)
+{
+	int r = 0;
+	if (pthread_rwlock_rdlock(&fs->se_lock))
+		return;
+	if (fs->se && !__atomic_load_n(&fs->se_closing, __ATOMIC_SEQ_CST)) {
+		if (name) {
+			r = fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+			/* the directory's size, times and link count */
+			if (r == 0 || r == -ENOENT)
+				r = fuse_lowlevel_notify_inval_inode(fs->se, parent, -1, 0);
+		} else {
+			r = fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+		}
+	}
+	pthread_rwlock_unlock(&fs->se_lock);
+	if (r && r != -ENOENT)
+		CAIRN_DEBUG(FUSE_MOD, "invalidating %s %" PRIu64 "%s%s: %s",
+			    name ? "entry in" : "inode", name ? parent : ino, name ? " " : "",
+			    name ? name : "", strerror(-r));
+}
+
+void cairn_mount_live_inval_entry(cairn_mount_live *m, uint64_t parent, const char *name)
+{
+	live_notify(live_fs(m), parent, name, 0);
+}
+
+void cairn_mount_live_inval_inode(cairn_mount_live *m, uint64_t ino)
+{
+	live_notify(live_fs(m), 0, NULL, ino);
 }
 
 int cfs_stats_text(cfs *fs, char **out, size_t *len)

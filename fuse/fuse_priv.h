@@ -25,6 +25,16 @@
  *      them all (staging their data) before volume_close.
  *   5. CFS_CTL_INO (the hidden control file) is never a volume inode:
  *      volume inode numbers are allocated upward from 1.
+ *   6. fs->lk counts the kernel's lookups of regular files (every entry
+ *      reply: lookup, create, mknod, link, readdirplus), less FORGETs:
+ *      an inode with a count is one a process may hold, so a command of
+ *      the control socket that removes it pins it first (as invariant 3;
+ *      docs/fuse.md "Commands through the control socket").
+ *   7. Notifications to the kernel from outside requests (the control
+ *      socket's commands) are sent under se_lock (read) and only while
+ *      se_closing is 0, never under ino_mu or mu, never from a request
+ *      handler; serve() sets se_closing and takes se_lock (write) before
+ *      the session goes.
  */
 #ifndef CAIRN_FUSE_PRIV_H
 #define CAIRN_FUSE_PRIV_H
@@ -54,6 +64,15 @@ typedef struct cino {
 	int64_t used_ns;        /* CLOCK_MONOTONIC of the last request */
 	uint64_t wbytes;        /* bytes written through f since it opened */
 } cino;
+
+/* Lookup count of a regular file the kernel holds (invariant 6). */
+typedef struct cfs_lk {
+	struct cfs_lk *next;
+	uint64_t ino;
+	uint64_t n;
+} cfs_lk;
+#define CFS_LK_BUCKETS 65536
+#define CFS_LK_LOCKS 64     /* bucket b is under lk_mu[b % CFS_LK_LOCKS] */
 
 #define CFS_ITAB_BUCKETS 4096
 #define CFS_IDLE_MS 500     /* idle file handles are closed after this */
@@ -105,6 +124,12 @@ typedef struct cfs {
 	cino **itab;            /* CFS_ITAB_BUCKETS chains */
 	size_t nfiles;          /* cairn_files open (f and pin) */
 	int stop;
+	int read_only;          /* -o ro (or a follower): control commands
+				 * that change the volume are refused */
+	cfs_lk **lk;            /* invariant 6: CFS_LK_BUCKETS chains */
+	pthread_mutex_t lk_mu[CFS_LK_LOCKS];
+	pthread_rwlock_t se_lock;   /* invariant 7 */
+	int se_closing;             /* atomic */
 	int reaper_on;
 	pthread_t reaper;
 	uint64_t st[CFS_ST__COUNT];   /* atomics */
@@ -118,6 +143,10 @@ int cfs_init(cfs *fs, cairn_volume *vol, const cairn_mount_opts *o,
  * first error returned. */
 int cfs_close_all(cfs *fs);
 void cfs_destroy(cfs *fs);
+/* Invariant 7: no notification starts after this; wait_ms for those in
+ * flight (0: as long as they take), then fs->se is NULL.  0, or -1 if one
+ * is still in flight (the kernel blocks it until the mount is gone). */
+int cfs_notify_stop(cfs *fs, unsigned wait_ms);
 /* The statistics as "key value" lines (malloc'd, NUL-terminated). */
 int cfs_stats_text(cfs *fs, char **out, size_t *len);
 

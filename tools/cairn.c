@@ -205,12 +205,33 @@ struct ctl_hook {
 	const char *volume_dir;
 	char mountpoint[PATH_MAX];
 	cli_ctl *ctl;
+	cli_mount mount;    /* commands tell the mount what they change */
 };
 
-static int ctl_on_open(struct cairn_volume *vol, void *arg)
+static int mount_pin(void *arg, uint64_t parent, const char *name)
+{
+	return cairn_mount_live_pin(arg, parent, name);
+}
+
+static void mount_entry(void *arg, uint64_t parent, const char *name)
+{
+	cairn_mount_live_inval_entry(arg, parent, name);
+}
+
+static void mount_inode(void *arg, uint64_t ino)
+{
+	cairn_mount_live_inval_inode(arg, ino);
+}
+
+static int ctl_on_open(struct cairn_volume *vol, cairn_mount_live *m, void *arg)
 {
 	struct ctl_hook *h = arg;
-	return cli_ctl_start(vol, h->volume_dir, h->mountpoint, &h->ctl);
+	h->mount.arg = m;
+	h->mount.read_only = cairn_mount_live_read_only(m);
+	h->mount.pin = mount_pin;
+	h->mount.entry = mount_entry;
+	h->mount.inode = mount_inode;
+	return cli_ctl_start(vol, h->volume_dir, h->mountpoint, &h->mount, &h->ctl);
 }
 
 static void ctl_on_close(void *arg)

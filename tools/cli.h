@@ -26,7 +26,13 @@
  * failed, CLI_EXIT_USAGE (2) bad usage, CLI_EXIT_NOTFOUND (3) a named
  * volume path, snapshot or checkpoint does not exist, CLI_EXIT_EXISTS (4)
  * it exists already / destination not empty, CLI_EXIT_BUSY (5) the volume
- * is in use and has no control socket.
+ * is in use and has no control socket, CLI_EXIT_ROFS (6) a command that
+ * changes the volume sent to the daemon of a read-only mount.
+ *
+ * The mount's kernel caches (docs/fuse.md "Commands through the control
+ * socket"): a command that changes the live tree tells ctx->mount, through
+ * cli_mount_remove / cli_mount_entry / cli_mount_inode below, which names
+ * and inodes it touched (no-ops when the CLI opened the volume itself).
  */
 #ifndef CAIRN_CLI_H
 #define CAIRN_CLI_H
@@ -46,7 +52,22 @@ enum {
 	CLI_EXIT_NOTFOUND = 3,
 	CLI_EXIT_EXISTS = 4,
 	CLI_EXIT_BUSY = 5,
+	CLI_EXIT_ROFS = 6,
 };
+
+/* In the mount daemon: the mount whose kernel caches must follow what a
+ * command changes (tools/cairn.c fills it from cairn/fuse.h). */
+typedef struct cli_mount {
+	void *arg;
+	int read_only;     /* -o ro or a follower: changes are refused */
+	/* before (parent, name) is removed or replaced: pin a regular file
+	 * the kernel holds, so processes that have it open keep reading it */
+	int (*pin)(void *arg, uint64_t parent, const char *name);
+	/* after (parent, name) was created, removed or replaced */
+	void (*entry)(void *arg, uint64_t parent, const char *name);
+	/* after ino's data or attributes changed */
+	void (*inode)(void *arg, uint64_t ino);
+} cli_mount;
 
 typedef struct cli_ctx {
 	const char *cmd;          /* "ckpt save", for messages */
@@ -61,7 +82,30 @@ typedef struct cli_ctx {
 				     NULL when the CLI opened the volume */
 	volatile int *cancel;     /* nonzero: stop early (SIGINT, client gone);
 				     long loops check cli_cancelled() */
+	const cli_mount *mount;   /* in the daemon: its mount; NULL otherwise */
 } cli_ctx;
+
+/* Call before removing or replacing (parent, name) in the live tree (rm,
+ * mv over a file): 0, or the error to report (nothing was changed). */
+static inline int cli_mount_remove(const cli_ctx *c, uint64_t parent, const char *name)
+{
+	return c->mount && c->mount->pin ? c->mount->pin(c->mount->arg, parent, name) : 0;
+}
+
+/* Call after (parent, name) in the live tree was created, removed or
+ * replaced. */
+static inline void cli_mount_entry(const cli_ctx *c, uint64_t parent, const char *name)
+{
+	if (c->mount && c->mount->entry)
+		c->mount->entry(c->mount->arg, parent, name);
+}
+
+/* Call after the data or attributes of inode ino changed in place. */
+static inline void cli_mount_inode(const cli_ctx *c, uint64_t ino)
+{
+	if (c->mount && c->mount->inode)
+		c->mount->inode(c->mount->arg, ino);
+}
 
 #define CLI_VOLUME 0x1u  /* needs ctx->vol (runs in the daemon if mounted) */
 #define CLI_GROUP  0x2u  /* has subcommands (run dispatches argv[1]) */
@@ -205,10 +249,12 @@ void cli_progress_end(cli_progress *p);  /* clears the line; frees */
 /* Serve commands on <volume_dir>/control.sock for the daemon that owns vol
  * (called by `cairn mount` once the volume is open; stopped before it is
  * closed).  Clients whose uid differs from the daemon's are refused unless
- * they are root. */
+ * they are root.  mount (may be NULL; kept, not copied) is given to every
+ * command; with mount->read_only, commands that change the volume are
+ * refused (CLI_EXIT_ROFS). */
 typedef struct cli_ctl cli_ctl;
 int cli_ctl_start(cairn_volume *vol, const char *volume_dir,
-		  const char *mountpoint, cli_ctl **out);
+		  const char *mountpoint, const cli_mount *mount, cli_ctl **out);
 void cli_ctl_stop(cli_ctl *s);  /* waits for running commands */
 
 /* In main(): if the volume in dir is served by a live control socket, run

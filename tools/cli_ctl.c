@@ -32,6 +32,11 @@
  *   4. A client whose daemon dies (kill -9) sees the connection close and
  *      reports it: it never hangs.  A socket nobody listens on
  *      (ECONNREFUSED: the daemon died) is removed and ignored.
+ *   5. On a read-only mount (mount->read_only: -o ro, a follower) only the
+ *      commands known to read alone run (reads_only); every other one is
+ *      refused before it starts, with CLI_EXIT_ROFS.
+ *   6. Every command gets the mount (ctx->mount), to tell its kernel
+ *      caches what it changes (cli.h cli_mount_*).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -78,6 +83,7 @@ struct conn {
 
 struct cli_ctl {
 	cairn_volume *vol;
+	const cli_mount *mount;   /* may be NULL */
 	char *volume_dir, *mountpoint;
 	char path[PATH_MAX];
 	int lfd;
@@ -160,6 +166,49 @@ static const cli_command *volume_command(const char *name)
 	return NULL;
 }
 
+/* Invariant 5: does argv only read the volume?  What is not listed here
+ * is taken to change it.  Options are looked for up to "--". */
+static int has_opt(int argc, char **argv, const char *lng, char shrt)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *a = argv[i];
+		if (a[0] != '-' || !a[1])
+			continue;
+		if (a[1] == '-') {
+			size_t n = strlen(lng);
+			if (strncmp(a + 2, lng, n) == 0 && (a[2 + n] == 0 || a[2 + n] == '='))
+				return 1;
+		} else if (shrt && strchr(a + 1, shrt)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int reads_only(int argc, char **argv)
+{
+	static const char *const always[] = {"ls", "stat", "cat", "get", "status", NULL};
+	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
+	for (int i = 0; always[i]; i++)
+		if (strcmp(cmd, always[i]) == 0)
+			return 1;
+	if (strcmp(cmd, "fsck") == 0)
+		return !has_opt(argc, argv, "repair", 0);
+	if (strcmp(cmd, "gc") == 0)
+		return has_opt(argc, argv, "dry-run", 'n');
+	if (strcmp(cmd, "ckpt") == 0) {
+		/* restore writes outside the volume (never into its mount) */
+		if (!strcmp(sub, "list") || !strcmp(sub, "diff") || !strcmp(sub, "restore"))
+			return 1;
+		if (!strcmp(sub, "prune"))
+			return has_opt(argc - 1, argv + 1, "dry-run", 'n');
+		return 0;
+	}
+	if (strcmp(cmd, "snapshot") == 0)
+		return !strcmp(sub, "list");
+	return 0;
+}
+
 struct job {
 	struct conn *cn;
 	cli_ctx ctx;
@@ -232,7 +281,7 @@ static void serve_conn(struct conn *cn)
 	struct ucred cred;
 	socklen_t cl = sizeof cred;
 	struct job j;
-	char *buf = NULL, **argv = NULL, msg[512];
+	char *buf = NULL, **argv = NULL, msg[2048];
 	pthread_t thr;
 
 	memset(&j, 0, sizeof j);
@@ -293,6 +342,21 @@ static void serve_conn(struct conn *cn)
 		send_resp(cn->fd, CLI_EXIT_USAGE, msg);
 		goto out;
 	}
+	if (s->mount && s->mount->read_only && !reads_only((int)req.argc, argv)) {
+		/* invariant 5: refused before anything runs */
+		char what[64];
+		snprintf(what, sizeof what, "%.30s%s%.30s", argv[0], req.argc > 1 &&
+			 (j.cmd->flags & CLI_GROUP) ? " " : "", req.argc > 1 &&
+			 (j.cmd->flags & CLI_GROUP) ? argv[1] : "");
+		snprintf(msg, sizeof msg, "cairn: %s: volume %s is mounted read-only at %s: "
+			 "commands that change it are refused; to change it, unmount it "
+			 "('cairn umount %s') and mount it without '-o ro' (a follower "
+			 "stays read-only: change its writer's volume)\n",
+			 what, s->volume_dir, s->mountpoint ? s->mountpoint : "?",
+			 s->mountpoint ? s->mountpoint : "MOUNTPOINT");
+		send_resp(cn->fd, CLI_EXIT_ROFS, msg);
+		goto out;
+	}
 	j.cn = cn;
 	j.argc = (int)req.argc;
 	j.argv = argv;
@@ -302,6 +366,7 @@ static void serve_conn(struct conn *cn)
 	j.ctx.verbose = req.verbose;
 	j.ctx.vol = s->vol;
 	j.ctx.mountpoint = s->mountpoint;
+	j.ctx.mount = s->mount;
 	j.ctx.cancel = &cn->cancel;
 	j.ctx.err_tty = isatty(cn->fds[2]);
 	j.ctx.out = fdopen(cn->fds[1], "w");
@@ -431,7 +496,7 @@ static void *accept_main(void *arg)
 }
 
 int cli_ctl_start(cairn_volume *vol, const char *volume_dir, const char *mountpoint,
-		  cli_ctl **out)
+		  const cli_mount *mount, cli_ctl **out)
 {
 	struct sockaddr_un sa;
 	struct sigaction ign;
@@ -443,6 +508,7 @@ int cli_ctl_start(cairn_volume *vol, const char *volume_dir, const char *mountpo
 	if (!s)
 		return cairn_errf(CAIRN_E_NOMEM, "control socket");
 	s->vol = vol;
+	s->mount = mount;
 	s->lfd = -1;
 	s->stop_pipe[0] = s->stop_pipe[1] = -1;
 	s->volume_dir = strdup(volume_dir);

@@ -445,6 +445,8 @@ static int cmd_mkdir(cli_ctx *c, int argc, char **argv)
 					if (!rc)
 						rc = volume_mkdir(c->vol, parent, leaf, 0755,
 								  new_uid(0), new_gid(0), &at);
+					if (!rc)
+						cli_mount_entry(c, parent, leaf);
 				}
 				if (rc)
 					status = cli_fail(c, rc, NULL, "%s", path);
@@ -456,19 +458,27 @@ static int cmd_mkdir(cli_ctx *c, int argc, char **argv)
 			if (rc == CAIRN_E_EXISTS)
 				cairn_errf(rc, "'%s' exists already", path);
 			status = cli_fail(c, rc, NULL, "%s", path);
+		} else {
+			cli_mount_entry(c, parent, leaf);
 		}
 	}
 	cli_args_free(&a);
 	return status;
 }
 
-/* Remove name in parent, a whole tree with recursive. */
+/* Remove name in parent, a whole tree with recursive.  Each name goes
+ * from the mount's caches too, and a file a process holds through the
+ * mount is pinned first (cli.h). */
 static int remove_tree(cli_ctx *c, uint64_t parent, const char *name, const cairn_attr *at)
 {
 	struct entlist l;
 	int rc;
-	if (!is_dir(at->mode))
-		return volume_unlink(c->vol, parent, name);
+	if (!is_dir(at->mode)) {
+		if (!(rc = cli_mount_remove(c, parent, name)) &&
+		    !(rc = volume_unlink(c->vol, parent, name)))
+			cli_mount_entry(c, parent, name);
+		return rc;
+	}
 	if ((rc = list_dir(c->vol, at->ino, &l)))
 		return rc;
 	for (size_t i = 0; i < l.n && !rc; i++) {
@@ -479,7 +489,9 @@ static int remove_tree(cli_ctx *c, uint64_t parent, const char *name, const cair
 			rc = remove_tree(c, at->ino, l.v[i].name, &ea);
 	}
 	entlist_free(&l);
-	return rc ? rc : volume_rmdir(c->vol, parent, name);
+	if (!rc && !(rc = volume_rmdir(c->vol, parent, name)))
+		cli_mount_entry(c, parent, name);
+	return rc;
 }
 
 static int cmd_rm(cli_ctx *c, int argc, char **argv)
@@ -549,8 +561,12 @@ static int cmd_mv(cli_ctx *c, int argc, char **argv)
 	}
 	if (rc)
 		return cli_fail(c, rc, NULL, "%s %s", argv[1], argv[2]);
-	if ((rc = volume_rename(c->vol, sp, sleaf, dp, dleaf, 0)))
+	/* a file replaced at DST stays readable for whoever has it open */
+	if ((rc = cli_mount_remove(c, dp, dleaf)) ||
+	    (rc = volume_rename(c->vol, sp, sleaf, dp, dleaf, 0)))
 		return cli_fail(c, rc, NULL, "%s %s", argv[1], argv[2]);
+	cli_mount_entry(c, sp, sleaf);
+	cli_mount_entry(c, dp, dleaf);
 	return 0;
 }
 
@@ -695,8 +711,12 @@ static int put_file(struct copy *cp, struct job *j, char *buf)
 		if (!rc)
 			rc = r;
 	}
-	if (!rc)
+	if (!rc) {
 		j->dst = at.ino;  /* times are set once the data is committed */
+		/* a new name, or new bytes in place (put -f) */
+		cli_mount_entry(c, j->ino, j->name);
+		cli_mount_inode(c, at.ino);
+	}
 	if (rc == CAIRN_E_CANCELED && atomic_load(&cp->failed))
 		return rc;  /* someone else's error is the one reported */
 	if (rc)
@@ -967,6 +987,8 @@ static int put_walk(struct copy *cp, int dfd, const char *rel, uint64_t ino)
 				rc = volume_lookup(c->vol, ino, de->d_name, &at);
 				if (!rc && !is_dir(at.mode))
 					rc = cairn_errf(CAIRN_E_EXISTS, "exists and is not a directory");
+			} else if (!rc) {
+				cli_mount_entry(c, ino, de->d_name);
 			}
 			if (rc) {
 				rc = copy_fail(cp, rc, "mkdir %s", crel);
@@ -1005,6 +1027,8 @@ static int put_walk(struct copy *cp, int dfd, const char *rel, uint64_t ino)
 				rc = volume_symlink(c->vol, ino, de->d_name, target,
 						    new_uid(st.st_uid), new_gid(st.st_gid), &at);
 				if (!rc)
+					cli_mount_entry(c, ino, de->d_name);
+				if (!rc)
 					rc = set_times(c->vol, at.ino, &st, 0);
 				if (rc)
 					rc = copy_fail(cp, rc, "symlink %s", crel);
@@ -1017,6 +1041,8 @@ static int put_walk(struct copy *cp, int dfd, const char *rel, uint64_t ino)
 					  new_uid(st.st_uid), new_gid(st.st_gid), &at);
 			if (rc)
 				rc = copy_fail(cp, rc, "mkfifo %s", crel);
+			else
+				cli_mount_entry(c, ino, de->d_name);
 		} else {
 			cli_info(c, "cairn: put: skipping %s (a %s)", crel, type_name(st.st_mode));
 			cp->skipped++;
@@ -1207,6 +1233,8 @@ static int cmd_put(cli_ctx *c, int argc, char **argv)
 				rc = cairn_errf(CAIRN_E_EXISTS, "exists and is not a directory");
 		} else if (rc == CAIRN_E_EXISTS) {
 			cairn_errf(rc, "'%s' exists already (put -f merges into it)", leaf);
+		} else if (!rc) {
+			cli_mount_entry(c, parent, leaf);
 		}
 		if (rc) {
 			if (fd >= 0)
@@ -1236,10 +1264,14 @@ static int cmd_put(cli_ctx *c, int argc, char **argv)
 	for (size_t i = 0; i < cp.njobs && !cp.rc; i++)
 		if ((rc = set_times(c->vol, cp.jobs[i].dst, &cp.jobs[i].st, 0)))
 			copy_fail(&cp, rc, "set times of %s", cp.jobs[i].rel);
+		else
+			cli_mount_inode(c, cp.jobs[i].dst);
 	/* directories last, deepest first: their entries are all in */
 	for (size_t i = cp.ndirs; i-- > 0 && !cp.rc;)
 		if ((rc = set_times(c->vol, cp.dirs_v[i].ino, &cp.dirs_v[i].st, 1)))
 			copy_fail(&cp, rc, "set times of %s", cp.dirs_v[i].rel[0] ? cp.dirs_v[i].rel : ".");
+		else
+			cli_mount_inode(c, cp.dirs_v[i].ino);
 	if (!cp.rc)
 		copy_report(&cp, "put", ts_ns(t0));
 	return copy_finish(&cp, src);

@@ -1312,6 +1312,7 @@ static int cmd_clone(cli_ctx *c, int argc, char **argv)
 			      "clone %s to %s", ops[0], ops[1]);
 		goto out;
 	}
+	cli_mount_entry(c, parent, leaf);
 	if (c->json) {
 		cli_json j;
 		cli_json_init(&j, c->out);

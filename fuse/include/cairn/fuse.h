@@ -32,6 +32,8 @@ extern "C" {
 #endif
 
 struct cairn_volume;
+/* The serving mount, as its own process sees it (the on_open hook). */
+typedef struct cairn_mount_live cairn_mount_live;
 
 /* Name of the hidden control file at the root of every mount (not listed
  * by readdir).  Reading it gives the statistics ("key value" lines);
@@ -61,9 +63,10 @@ typedef struct cairn_mount_opts {
 				     points follow_store at it) */
 	/* Hooks of the serving process (the CLI's control socket): on_open
 	 * runs once the volume is open and the kernel mount is live (an error
-	 * ends the mount with it); on_close runs before the volume is
-	 * closed.  Both may be NULL. */
-	int (*on_open)(struct cairn_volume *vol, void *arg);
+	 * ends the mount with it), with the mount for the cairn_mount_live_*
+	 * calls below (valid until on_close returns); on_close runs before
+	 * the volume is closed.  Both may be NULL. */
+	int (*on_open)(struct cairn_volume *vol, cairn_mount_live *m, void *arg);
 	void (*on_close)(void *arg);
 	void *hook_arg;
 } cairn_mount_opts;
@@ -87,6 +90,28 @@ int cairn_mount(const cairn_mount_opts *o);
  * exit.  Errors: CAIRN_E_INVAL (not a cairn mount), CAIRN_E_BUSY (files
  * open on the mount), CAIRN_E_TIMEOUT (the daemon did not exit), CAIRN_E_IO. */
 int cairn_umount(const char *mountpoint, unsigned wait_ms);
+
+/* Changes the serving process makes to the volume outside FUSE requests
+ * (commands of the CLI's control socket, docs/fuse.md "Commands through
+ * the control socket") do not pass through the kernel, whose caches know
+ * nothing of them: the caller tells the mount.  Never call these while holding a lock a FUSE
+ * request may need, nor from a FUSE request handler.
+ *
+ * read_only: 1 for a read-only mount (-o ro, followers), whose serving
+ * process must not change the volume.
+ * pin: before (parent, name) is removed or replaced: a regular file there
+ * that the kernel holds (looked up, not forgotten) gets a handle kept
+ * until the kernel forgets the inode, so a process that has it open keeps
+ * reading it.  0, or the volume's error.
+ * inval_entry: after (parent, name) was created, removed or replaced: the
+ * kernel drops its entry (a negative one too) and parent's attributes.
+ * inval_inode: after ino's data or attributes changed: the kernel drops
+ * its cached pages and attributes.  Both best effort (nothing to report:
+ * an entry the kernel does not hold needs nothing). */
+int cairn_mount_live_read_only(const cairn_mount_live *m);
+int cairn_mount_live_pin(cairn_mount_live *m, uint64_t parent, const char *name);
+void cairn_mount_live_inval_entry(cairn_mount_live *m, uint64_t parent, const char *name);
+void cairn_mount_live_inval_inode(cairn_mount_live *m, uint64_t ino);
 
 /* Read the statistics of the mount at mountpoint into buf ("key value"
  * lines, NUL-terminated).  Errors: CAIRN_E_INVAL (not a cairn mount),
