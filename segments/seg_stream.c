@@ -195,6 +195,8 @@ int seg_stream_create(cairn_uring *u, const char *path, const seg_id *id,
 		goto fail;
 	s->inl = s->o.hash_by == SEG_STREAM_HASH_CALLER;
 	wo.direct = s->o.direct;
+	wo.tap = s->o.tap;
+	wo.tap_arg = s->o.tap_arg;
 	if ((rc = seg_writer_create(u, path, id, &wo, &s->w)))
 		goto fail;
 	if (pthread_create(&s->thr, NULL, worker, s) != 0) {

@@ -46,6 +46,11 @@
  * spool) is the lowest of ab_base and the offsets of the writes in
  * flight, raised to the size by a flush: bytes a read of the file sees.
  * It only grows, and stops for good at the first failed write.
+ *
+ * The tap (opts.tap) sees every byte of the file once, in file order, as
+ * it is appended (header, frames, index and footer), whatever the mode:
+ * what a multipart upload of the spool needs to know of its bytes (each
+ * part's payload hash) without reading them back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -106,6 +111,8 @@ struct seg_writer {
 				   never past a failed write) */
 	int werr;               /* a write failed: done stays where it is */
 	struct timespec first;  /* first frame (or recovery) */
+	void (*tap)(void *arg, const void *p, size_t n);  /* opts.tap */
+	void *tap_arg;
 };
 
 static uint64_t now_ms_since(const struct timespec *t)
@@ -135,6 +142,13 @@ static int w_usable(seg_writer *w)
 		return cairn_errf(CAIRN_E_INVAL, "staging segment %s is sealed",
 				  w->path);
 	return CAIRN_OK;
+}
+
+/* Every byte of the file once, in order, as it is appended (opts.tap). */
+static void w_tap(seg_writer *w, const void *p, size_t n)
+{
+	if (w->tap && n)
+		w->tap(w->tap_arg, p, n);
 }
 
 static int w_grow(seg_writer *w, size_t need)
@@ -462,6 +476,10 @@ int seg_writer_create(cairn_uring *u, const char *path, const seg_id *id,
 	rc = w_new(u, path, id, opts, &w);
 	if (rc)
 		return rc;
+	if (opts) {
+		w->tap = opts->tap;
+		w->tap_arg = opts->tap_arg;
+	}
 	w->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (w->fd < 0) {
 		rc = cairn_errf(errno == EEXIST ? CAIRN_E_EXISTS : CAIRN_E_IO,
@@ -481,6 +499,7 @@ int seg_writer_create(cairn_uring *u, const char *path, const seg_id *id,
 		goto fail;
 	}
 	w->size = w->hwm = w->done = SEG_HEADER_SIZE;
+	w_tap(w, hdr, sizeof hdr);
 	if (opts && opts->direct) {
 		/* Block 0 (the header) is rewritten, unchanged, by the first
 		 * direct write.  No O_DIRECT or no memory: buffered, as
@@ -590,6 +609,16 @@ static int w_append(seg_writer *w, uint64_t chunk_id, const void *buf, size_t le
 					      w->path));
 		goto out;
 	}
+	if (w->tap) {
+		if (w->ab && raw) {
+			uint8_t hdr[SEG_FRAME_HDR_SIZE];
+			seg_frame_hdr_encode(&f, hdr);
+			w_tap(w, hdr, sizeof hdr);
+			w_tap(w, buf, len);
+		} else {
+			w_tap(w, w->buf, span);
+		}
+	}
 	/* Atomic: seg_writer_size reads it without the mutex. */
 	__atomic_store_n(&w->size, w->size + span, __ATOMIC_RELEASE);
 	if (out)
@@ -685,6 +714,7 @@ int seg_writer_seal(seg_writer *w, uint64_t *size)
 					      w->path));
 		goto out;
 	}
+	w_tap(w, tail, tlen);
 	__atomic_store_n(&w->size, w->size + tlen, __ATOMIC_RELEASE);
 	w->hwm = w->size;
 	done_raise(w, w->size);

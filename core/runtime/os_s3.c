@@ -39,7 +39,10 @@
  *      HTTP the payload's SHA-256, signed (x-amz-content-sha256;
  *      XAmzContentSHA256Mismatch), as the AWS CLI does there; over HTTPS
  *      UNSIGNED-PAYLOAD (TLS protects it, as the AWS CLI does) with
- *      Content-MD5 (BadDigest).  A PUT body (object, part) carries one
+ *      Content-MD5 (BadDigest).  A source that comes with its SHA-256
+ *      (cairn_obj_src.sha256: a stream's part, hashed as the spool was
+ *      written) is sent with that one instead of a hash of a second read
+ *      of the bytes; the store checks it just the same.  A PUT body (object, part) carries one
  *      digest, never both: each is a pass over every byte, on the same
  *      cores as a local store server.  POST bodies (small XML) always carry
  *      Content-MD5, which DeleteObjects requires.
@@ -412,6 +415,17 @@ static void body_checks(const s3_store *s, const s3_rq *r, int *want_md5,
 	*want_md5 = s->https || !strcmp(r->method, "POST");
 }
 
+static void sha_hex_of(const uint8_t d[32], char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[64] = '\0';
+}
+
 /* One pass over the body for the hashes asked for: md5_b64 is "" when
  * want_md5 is 0, sha_hex is left alone when want_sha is 0. */
 static int body_hashes(s3_store *s, s3_rq *r, int want_md5, int want_sha,
@@ -469,14 +483,8 @@ static int body_hashes(s3_store *s, s3_rq *r, int want_md5, int want_sha,
 	}
 	if (m)
 		s3_base64(dm, 16, md5_b64);
-	if (h) {
-		static const char hex[] = "0123456789abcdef";
-		for (int i = 0; i < 32; i++) {
-			sha_hex[2 * i] = hex[dh[i] >> 4];
-			sha_hex[2 * i + 1] = hex[dh[i] & 15];
-		}
-		sha_hex[64] = '\0';
-	}
+	if (h)
+		sha_hex_of(dh, sha_hex);
 out:
 	free(tmp);
 	EVP_MD_CTX_free(m);
@@ -735,9 +743,15 @@ static int s3_do(s3_store *s, s3_rq *r)
 	if ((rc = build_target(s, r, &path, &url)))
 		goto out;
 	if (has_body) {
-		int want_md5, want_sha;
+		int want_md5, want_sha, known;
 		body_checks(s, r, &want_md5, &want_sha);
-		if ((rc = body_hashes(s, r, want_md5, want_sha, md5, sha)))
+		/* A payload hash the caller computed as it wrote the bytes
+		 * (cairn_obj_src.sha256) saves reading them once more; the
+		 * store checks it against what it receives all the same. */
+		known = want_sha && r->src && r->src->sha256;
+		if (known)
+			sha_hex_of(r->src->sha256, sha);
+		if ((rc = body_hashes(s, r, want_md5, want_sha && !known, md5, sha)))
 			goto out;
 		payload = want_sha ? sha : S3_UNSIGNED;
 	} else {

@@ -777,6 +777,7 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->unuploaded_bytes += __atomic_load_n(&vol->sp_bytes, __ATOMIC_RELAXED);
 	out->streams = __atomic_load_n(&s->streams, __ATOMIC_RELAXED);
 	out->stream_parts = __atomic_load_n(&s->stream_parts, __ATOMIC_RELAXED);
+	out->stream_part_digests = __atomic_load_n(&s->stream_part_digests, __ATOMIC_RELAXED);
 	out->stream_part_retries = __atomic_load_n(&s->stream_part_retries, __ATOMIC_RELAXED);
 	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
 	out->read_chunk_bytes = __atomic_load_n(&s->read_chunk_bytes, __ATOMIC_RELAXED);

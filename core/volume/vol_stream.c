@@ -17,9 +17,9 @@
  *    |      \--write elsewhere, close, fsync, truncate, sync--> END
  *    v
  *  END: cut the last chunk, fdatasync, commit chunks + extents (one
- *       meta_write), seal (index + footer), segment SEALED, hand the upload
- *       (parts still in flight) to the uploader thread, which sends the
- *       tail part and completes the upload, then marks the segment
+ *       meta_write), seal (index + footer), segment SEALED, send the tail
+ *       part, hand the upload (parts still in flight) to the uploader
+ *       thread, which completes the upload, then marks the segment
  *       UPLOADED.  Later writes take the small-file path (newer extents
  *       supersede the stream's).
  *
@@ -57,6 +57,15 @@
  *      commit.  A pending hit always holds a committed reference, so gc
  *      cannot delete its bytes; a hit that fails the re-check is appended
  *      (the writer thread still holds the bytes).
+ *   9. A part's payload SHA-256 (what S3 checks over plain HTTP) is
+ *      computed from the spool's bytes as they are appended (the seg_writer
+ *      tap), part by part on mpu_pump's boundaries, so the S3 client reads
+ *      a part from the spool once, to send it.  A part is sent with a
+ *      digest only when the digest covers exactly its bytes (same number,
+ *      same length); else, and for uploads not started by the stream
+ *      (recovery, the whole-file upload after a failure), the client
+ *      hashes the part itself.  The store checks the digest against the
+ *      bytes it receives either way.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,7 +86,33 @@ typedef struct vpart {
 	cairn_obj_req r;
 	unsigned tries;
 	int busy;
+	uint8_t sha[32];        /* r.src.sha256 when the digest was known */
 } vpart;
+
+/* Payload hashes of a stream's parts (invariant 9), computed from the
+ * spool's bytes as they are appended (seg_writer_opts.tap, on whichever
+ * thread appends, one at a time under the writer's lock), so that the S3
+ * client reads a part once, to send it, instead of once more for its
+ * signed SHA-256.  Part boundaries are mpu_pump's: part n has
+ * objstore_part_size(os, 0, n, part_size) bytes, the last one what is
+ * left after the seal (vdigest_finish).  Only done[] and ndone are shared
+ * (under mu); the hash state is the appender's alone. */
+typedef struct vdigest {
+	pthread_mutex_t mu;
+	const cairn_objstore *os;
+	uint64_t part_size;
+	cairn_sha256_ctx *h;
+	uint64_t pos;           /* bytes hashed */
+	uint64_t start, end;    /* the part being hashed: [start, end) */
+	unsigned no;            /* its number */
+	struct {
+		uint8_t d[32];
+		uint64_t len;
+	} *done;                /* done[i]: part i + 1 */
+	unsigned ndone, cap;
+	int bad;                /* a hash or allocation failed, or nobody
+				   wants the digests: no more (atomic) */
+} vdigest;
 
 struct vmpu {
 	cairn_volume *vol;
@@ -93,6 +128,11 @@ struct vmpu {
 	uint64_t next;          /* next spool byte to send */
 	unsigned next_no;
 	uint64_t *counted;      /* writer-owned: the stream's sp_bytes share */
+	vdigest *dg;            /* part digests, NULL: the client hashes */
+	int dg_own;             /* dg is freed with this upload */
+	/* the registry of uploads in flight (mpu_limit) */
+	uint64_t reg_seq;       /* 0: not registered */
+	struct vmpu *reg_prev, *reg_next;
 };
 
 /* Deduplication state of a stream (see "deduplication" below): the hook
@@ -121,6 +161,7 @@ typedef struct vstream {
 	uint64_t flushed;       /* spool bytes whose writeback was started */
 	uint64_t since_commit;
 	vdedup dd;
+	vdigest *dg;            /* owned until handed to the upload at the end */
 } vstream;
 
 static void sleep_ms(unsigned ms)
@@ -154,7 +195,183 @@ static void sp_sub(cairn_volume *vol, uint64_t *counted, uint64_t n)
 	pthread_mutex_unlock(&vol->up_mu);
 }
 
+/* ---- part digests (invariant 9) ---- */
+
+/* No more hashing (from any thread): the digests known stay usable. */
+static void vdigest_stop(vdigest *g)
+{
+	if (g)
+		__atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
+}
+
+static void vdigest_free(vdigest *g)
+{
+	if (!g)
+		return;
+	cairn_sha256_free(g->h);
+	pthread_mutex_destroy(&g->mu);
+	free(g->done);
+	free(g);
+}
+
+/* NULL when there is no memory: the parts are then hashed by the client. */
+static vdigest *vdigest_new(cairn_volume *vol)
+{
+	vdigest *g = calloc(1, sizeof *g);
+
+	if (!g)
+		return NULL;
+	if (pthread_mutex_init(&g->mu, NULL) != 0) {
+		free(g);
+		return NULL;
+	}
+	if (cairn_sha256_new(&g->h)) {
+		cairn_err_clear();
+		pthread_mutex_destroy(&g->mu);
+		free(g);
+		return NULL;
+	}
+	g->os = vol->os;
+	g->part_size = vol->o.stream_part_size;
+	g->no = 1;
+	g->end = objstore_part_size(g->os, 0, 1, g->part_size);
+	return g;
+}
+
+/* The part being hashed is complete: publish its digest, start the next. */
+static void vdigest_close(vdigest *g)
+{
+	uint8_t d[32];
+
+	if (cairn_sha256_final(g->h, d)) {
+		cairn_err_clear();
+		vdigest_stop(g);
+		return;
+	}
+	pthread_mutex_lock(&g->mu);
+	if (g->ndone == g->cap) {
+		unsigned nc = g->cap ? g->cap * 2 : 64;
+		__typeof__(g->done) nd = realloc(g->done, (size_t)nc * sizeof *nd);
+		if (!nd) {
+			pthread_mutex_unlock(&g->mu);
+			vdigest_stop(g);
+			return;
+		}
+		g->done = nd;
+		g->cap = nc;
+	}
+	memcpy(g->done[g->ndone].d, d, sizeof d);
+	g->done[g->ndone++].len = g->pos - g->start;
+	pthread_mutex_unlock(&g->mu);
+	g->no++;
+	g->start = g->end;
+	g->end += objstore_part_size(g->os, 0, g->no, g->part_size);
+}
+
+/* seg_writer_opts.tap: every spool byte once, in order. */
+static void vdigest_tap(void *arg, const void *p, size_t n)
+{
+	vdigest *g = arg;
+	const uint8_t *b = p;
+
+	while (n && !__atomic_load_n(&g->bad, __ATOMIC_RELAXED)) {
+		size_t k = g->end - g->pos < n ? (size_t)(g->end - g->pos) : n;
+		if (cairn_sha256_update(g->h, b, k)) {
+			cairn_err_clear();
+			vdigest_stop(g);
+			return;
+		}
+		g->pos += k;
+		b += k;
+		n -= k;
+		if (g->pos == g->end)
+			vdigest_close(g);
+	}
+}
+
+/* After the seal: the rest is the last part. */
+static void vdigest_finish(vdigest *g)
+{
+	if (g && !__atomic_load_n(&g->bad, __ATOMIC_RELAXED) && g->pos > g->start)
+		vdigest_close(g);
+}
+
+/* The digest of part no, if known. */
+static int vdigest_get(vdigest *g, unsigned no, uint64_t len, uint8_t out[32])
+{
+	int ok = 0;
+
+	if (!g)
+		return 0;
+	pthread_mutex_lock(&g->mu);
+	/* The lengths agree unless mpu_pump and the tap disagree on the
+	 * parts: then the client hashes, as without a digest. */
+	if (no >= 1 && no <= g->ndone && g->done[no - 1].len == len) {
+		memcpy(out, g->done[no - 1].d, 32);
+		ok = 1;
+	}
+	pthread_mutex_unlock(&g->mu);
+	return ok;
+}
+
 /* ---- multipart upload of a (growing) segment file ---- */
+
+/*
+ * Several files streaming at once (a checkpoint saved by several threads)
+ * share the store's bandwidth.  With equal shares they would all finish at
+ * the end, together, and every one of their completions (on some stores a
+ * copy of the whole object: s3rver concatenates the parts) would wait
+ * until then, with nothing else to overlap.  So the oldest upload of a
+ * volume in flight may have stream_inflight parts in flight, every younger
+ * one a quarter of that (at least one): uploads finish roughly in the
+ * order they started, a finished file is remote (and its completion done)
+ * while the next ones still upload, and a single file keeps the whole
+ * stream_inflight.  Registered from mpu_open to vol_mpu_free.
+ */
+static pthread_mutex_t mpu_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct vmpu *mpu_reg;
+static uint64_t mpu_reg_seq;
+
+static void mpu_reg_add(struct vmpu *m)
+{
+	pthread_mutex_lock(&mpu_reg_mu);
+	m->reg_seq = ++mpu_reg_seq;
+	m->reg_prev = NULL;
+	m->reg_next = mpu_reg;
+	if (mpu_reg)
+		mpu_reg->reg_prev = m;
+	mpu_reg = m;
+	pthread_mutex_unlock(&mpu_reg_mu);
+}
+
+static void mpu_reg_del(struct vmpu *m)
+{
+	if (!m->reg_seq)
+		return;
+	pthread_mutex_lock(&mpu_reg_mu);
+	if (m->reg_prev)
+		m->reg_prev->reg_next = m->reg_next;
+	else
+		mpu_reg = m->reg_next;
+	if (m->reg_next)
+		m->reg_next->reg_prev = m->reg_prev;
+	m->reg_seq = 0;
+	pthread_mutex_unlock(&mpu_reg_mu);
+}
+
+/* How many parts m may have in flight now. */
+static unsigned mpu_limit(const struct vmpu *m)
+{
+	int older = 0;
+
+	pthread_mutex_lock(&mpu_reg_mu);
+	for (const struct vmpu *x = mpu_reg; x && !older; x = x->reg_next)
+		older = x->vol == m->vol && x->reg_seq < m->reg_seq;
+	pthread_mutex_unlock(&mpu_reg_mu);
+	if (!older || !m->reg_seq)
+		return m->nslots;
+	return m->nslots / 4 ? m->nslots / 4 : 1;
+}
 
 typedef struct intentop {
 	uint64_t seg;
@@ -176,11 +393,14 @@ void vol_mpu_free(struct vmpu *m)
 {
 	if (!m)
 		return;
+	mpu_reg_del(m);
 	objstore_batch_free(m->b);  /* waits for parts in flight */
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m->slots);
 	free(m->parts);
+	if (m->dg_own)
+		vdigest_free(m->dg);
 	free(m);
 }
 
@@ -229,6 +449,7 @@ static int mpu_open(cairn_volume *vol, uint64_t seg, const char *key,
 		goto fail;
 	if ((rc = objstore_mpu_create(vol->os, key, m->upload_id)))
 		goto fail;
+	mpu_reg_add(m);
 	/* Invariant 1: the id is durable before any part goes out. */
 	ip.seg = seg;
 	ip.upload_id = m->upload_id;
@@ -322,7 +543,7 @@ static int mpu_pump(struct vmpu *m, uint64_t avail, int final)
 		if (m->next_no > CAIRN_MPU_MAX_PARTS)
 			return cairn_errf(CAIRN_E_RANGE, "upload of %s: more than %u parts",
 					  m->key, CAIRN_MPU_MAX_PARTS);
-		while (m->busy == m->nslots)
+		while (m->busy >= mpu_limit(m))
 			if ((rc = mpu_reap(m)))
 				return rc;
 		for (i = 0; m->slots[i].busy; i++)
@@ -338,6 +559,11 @@ static int mpu_pump(struct vmpu *m, uint64_t avail, int final)
 		p->r.src.fd = m->fd;
 		p->r.src.off = m->next;
 		p->r.src.len = len;
+		p->r.src.sha256 = NULL;
+		if (vdigest_get(m->dg, m->next_no, len, p->sha)) {
+			p->r.src.sha256 = p->sha;
+			__atomic_add_fetch(&vol->st.stream_part_digests, 1, __ATOMIC_RELAXED);
+		}
 		p->r.user = p;
 		if ((rc = objstore_submit(m->b, &p->r))) {
 			p->busy = 0;
@@ -720,6 +946,7 @@ static void upload_failed(cairn_volume *vol, vstream *st)
 	cairn_err_clear();
 	mpu_abort(st->m);
 	st->m = NULL;
+	vdigest_stop(st->dg);  /* the whole-file upload hashes */
 }
 
 /* Wait below the upload cap (invariant 5): reap own parts first, they are
@@ -841,6 +1068,10 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 	 * writer's buffer first (vol_stream_overlay). */
 	st->link = !vol->o.stream_multipart && vol_store_links(vol, 0);
 	so.direct = 1;
+	if (!vol->o.no_upload && !st->link && (st->dg = vdigest_new(vol))) {
+		so.tap = vdigest_tap;
+		so.tap_arg = st->dg;
+	}
 	if ((rc = seg_stream_create(vol->u, st->path, &id, &so, &st->ss)))
 		goto fail;
 	st->rfd = open(st->path, O_RDONLY | O_CLOEXEC);
@@ -854,9 +1085,12 @@ static int stream_start(cairn_volume *vol, vinode *vi)
 			   "uploaded once the file ends): %s", st->key, cairn_errmsg());
 		cairn_err_clear();
 		st->m = NULL;
+		vdigest_stop(st->dg);  /* the whole-file upload hashes */
 	}
-	if (st->m)
+	if (st->m) {
 		st->m->counted = &st->counted;
+		st->m->dg = st->dg;
+	}
 	__atomic_add_fetch(&vol->st.streams, 1, __ATOMIC_RELAXED);
 	CAIRN_DEBUG(VOL_MOD, "inode %" PRIu64 ": streaming to %s", vi->ino, st->key);
 	vi->st = st;
@@ -873,6 +1107,7 @@ fail:
 	if (st->rfd >= 0)
 		close(st->rfd);
 	unlink(st->path);
+	vdigest_free(st->dg);
 	free(st);
 	return rc;
 }
@@ -902,9 +1137,10 @@ int vol_stream_write(cairn_volume *vol, vinode *vi, const uint8_t *buf,
 
 static void stream_free(vstream *st)
 {
-	seg_stream_close(st->ss);
+	seg_stream_close(st->ss);  /* no more taps */
 	if (st->rfd >= 0)
 		close(st->rfd);
+	vdigest_free(st->dg);
 	free(st);
 }
 
@@ -945,11 +1181,23 @@ int vol_stream_end(cairn_volume *vol, vinode *vi)
 		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
 	if ((rc = vol_seg_set_state(vol, st->seg, META_SEG_SEALED, size, NULL, META_RELAXED)))
 		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
-	/* Hand over: the uploader sends the tail and completes; the
+	vdigest_finish(st->dg);  /* the tail part's */
+	/* The tail goes out now, not when the uploader (one upload at a
+	 * time, in queue order) gets to this one: files that end together
+	 * have their last parts in flight together, and their completions
+	 * follow one another sooner. */
+	if (st->m && mpu_pump(st->m, size, 1))
+		upload_failed(vol, st);
+	/* Hand over: the uploader reaps the parts and completes; the
 	 * stream's share of the cap moves to the upload queue. */
 	uint64_t acct = st->counted + (st->link ? 0 : size - before);
-	if (st->m)
+	if (st->m) {
 		st->m->counted = NULL;  /* the uploader reaps its parts now */
+		if (st->m->dg == st->dg) {
+			st->m->dg_own = st->dg != NULL;
+			st->dg = NULL;  /* sealed: nothing more is tapped */
+		}
+	}
 	__atomic_sub_fetch(&vol->sp_bytes, st->counted, __ATOMIC_RELAXED);
 	st->counted = 0;
 	rc = vol_upload_enqueue_stream(vol, st->seg, size, st->key, acct, st->m);

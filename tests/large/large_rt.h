@@ -142,6 +142,14 @@ static inline void lt_roundtrip(const char *name, cairn_objstore *os, int s3)
 	       st.stream_parts, st.reads_parallel, st.reads_store);
 	CHECK(st.reads_parallel > 0);
 	CHECK(st.stream_parts > 0);
+	/* Every part went with the payload hash computed as the spool was
+	 * written (vol_stream.c invariant 9); s3rver checks it against the
+	 * bytes it received, so a wrong one would have been refused and
+	 * retried. */
+	printf("parts with a spool-time digest %" PRIu64 ", part retries %" PRIu64 "\n",
+	       st.stream_part_digests, st.stream_part_retries);
+	CHECK(st.stream_part_digests == st.stream_parts);
+	CHECK(st.stream_part_retries == 0);
 
 	/* Small sequential reads (as FUSE issues them) of an uploaded stream:
 	 * the readahead fetches whole chunks ahead in parallel; the window

@@ -87,8 +87,8 @@ static void put_big(cairn_objstore *os, const char *file, const char *key,
 		r[i].key = key;
 		r[i].upload_id = upid;
 		r[i].part_no = (unsigned)i + 1;
-		r[i].src = (cairn_obj_src){NULL, fd, i * psz,
-					   *bytes - i * psz < psz ? *bytes - i * psz : psz};
+		r[i].src = (cairn_obj_src){.buf = NULL, .fd = fd, .off = i * psz,
+					   .len = *bytes - i * psz < psz ? *bytes - i * psz : psz};
 		if ((rc = objstore_submit(b, &r[i])))
 			die("submit", rc);
 	}

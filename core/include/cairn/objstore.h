@@ -98,12 +98,20 @@ typedef struct cairn_obj_info {
 } cairn_obj_info;
 
 /* Where a put or a part takes its bytes from: memory (buf != NULL) or a
- * range of a local file (buf == NULL, fd >= 0). */
+ * range of a local file (buf == NULL, fd >= 0).  sha256 (optional, NULL:
+ * unknown) is the SHA-256 of those len bytes when the caller already knows
+ * it: a backend that sends a payload hash the store verifies (s3:// over
+ * plain HTTP, x-amz-content-sha256) uses it instead of reading the bytes
+ * once more to compute it.  The store still checks it against the bytes
+ * it receives, so a wrong one fails the request with CAIRN_E_CORRUPT
+ * ("the store received different bytes than were sent"); it must stay
+ * valid until the request is done. */
 typedef struct cairn_obj_src {
 	const void *buf;
 	int fd;
 	uint64_t off;
 	uint64_t len;
+	const uint8_t *sha256;
 } cairn_obj_src;
 
 typedef struct cairn_obj_entry {

@@ -182,6 +182,8 @@ typedef struct cairn_volume_stats {
 					       through the cache or store */
 	uint64_t streams;          /* stream segments started */
 	uint64_t stream_parts;     /* multipart parts uploaded */
+	uint64_t stream_part_digests; /* parts sent with the payload hash
+				      computed as the spool was written */
 	uint64_t stream_part_retries;
 	uint64_t reads_parallel;   /* chunks fetched by parallel ranged GETs */
 	/* Log shipping (writer) and following (follower). */

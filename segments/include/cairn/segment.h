@@ -211,6 +211,16 @@ typedef struct seg_writer_opts {
 			       soon.  Bytes not yet synced or flushed may be
 			       only in that buffer.  Falls back to buffered
 			       writes where O_DIRECT is refused. */
+	/* Optional: called with every byte of the file exactly once, in
+	 * file order, as it is appended (the header at create, each frame,
+	 * the index and footer at seal), under the writer's lock, on the
+	 * appending thread.  p is valid during the call only.  What an
+	 * upload of the file wants to know of its bytes (a multipart
+	 * upload's payload hashes, vol_stream.c) without reading them back.
+	 * After a failed append the bytes it saw may not all be in the file
+	 * (the writer is FAILED then). */
+	void (*tap)(void *arg, const void *p, size_t n);
+	void *tap_arg;
 } seg_writer_opts;
 
 /* Create a new staging file at path (must not exist) and write its header.
@@ -323,6 +333,8 @@ typedef struct seg_stream_opts {
 	void *dedup_arg;
 	int direct;          /* the writer's opts.direct (see seg_writer_opts) */
 	int hash_by;         /* who computes a chunk's SHA-256: SEG_STREAM_HASH_* */
+	void (*tap)(void *arg, const void *p, size_t n);  /* the writer's */
+	void *tap_arg;       /* opts.tap (see seg_writer_opts) */
 } seg_stream_opts;
 
 /* seg_stream_opts.hash_by.  AUTO (default): the writer thread, as the
