@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,6 +265,40 @@ static void *readahead_thread(void *arg)
 	return NULL;
 }
 
+/* The session loop has ended (a signal) while a notification of a
+ * control-socket command is still in the kernel (fuse_priv.h invariant
+ * 7): it waits for a directory lock (or a page lock) held by a process
+ * whose request (LOOKUP, UNLINK, READ ...) is queued and that no worker
+ * reads any more.  The unmount does not end that wait: the notification's
+ * write holds /dev/fuse open, and the kernel aborts the connection only
+ * once the device's last file is released, so daemon and process would
+ * wait for each other forever.  Answer the queued requests here until
+ * the notification is through. */
+static void serve_until_quiet(cfs *fs, struct fuse_session *se)
+{
+	struct fuse_buf fb;
+	memset(&fb, 0, sizeof fb);
+	CAIRN_INFO(FUSE_MOD, "a command's notification waits for a queued request: "
+		   "answering requests until it is through");
+	fuse_session_reset(se);
+	while (cfs_notify_stop(fs, 100) != 0) {
+		struct pollfd p = { .fd = fuse_session_fd(se), .events = POLLIN };
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+			continue;
+		int r = fuse_session_receive_buf(se, &fb);
+		if (r == -EINTR || r == -EAGAIN || r == -ENOENT)
+			continue;
+		if (r <= 0) {
+			/* the connection is gone, and with it the wait */
+			(void)cfs_notify_stop(fs, 0);
+			break;
+		}
+		fuse_session_process_buf(se, &fb);
+	}
+	fuse_session_exit(se);
+	free(fb.mem);
+}
+
 /* Serve the mount in this process.  notify_fd >= 0: a background daemon
  * reporting to its parent. */
 static int serve(const cairn_mount_opts *o, const char *voldir, const char *mp,
@@ -386,15 +421,16 @@ fail:
 	/* Commands of the control socket may still be sending notifications
 	 * (fuse_priv.h invariant 7): none starts from here on.  One that the
 	 * kernel blocks (a directory lock held by a request nobody answers
-	 * any more, after a signal) ends when the unmount aborts the
-	 * connection, so wait for it only after that. */
+	 * any more, after a signal) ends once that request is answered
+	 * (serve_until_quiet): the unmount would not abort the connection
+	 * while the notification holds the device open. */
 	if (fs_ok)
 		quiet = cfs_notify_stop(fs, 2000) == 0;
 	if (se) {
+		if (!quiet)
+			serve_until_quiet(fs, se);
 		if (mounted)
 			fuse_session_unmount(se);
-		if (!quiet)
-			(void)cfs_notify_stop(fs, 0);
 		if (ra)  /* its stat has failed by now if it was still waiting */
 			pthread_join(ra_thr, NULL);
 		fuse_remove_signal_handlers(se);
