@@ -96,6 +96,7 @@ typedef struct vseg {
 	uint64_t acct;          /* bytes it counts in q_bytes */
 	int stream;             /* a stream segment: multipart upload */
 	struct vmpu *job;       /* its upload begun while it was written */
+	int busy;               /* an uploader worker has it (up_mu) */
 } vseg;
 
 typedef struct vreader {
@@ -106,6 +107,12 @@ typedef struct vreader {
 } vreader;
 
 #define VOL_READERS 32
+/* Uploader workers (vol_stage.c): queue entries uploaded at once, so that
+ * one upload's completion (a server-side copy on some stores) overlaps
+ * the next ones' parts. */
+#ifndef VOL_UPLOADERS
+#define VOL_UPLOADERS 4
+#endif
 
 struct cairn_volume {
 	char *dir;
@@ -162,7 +169,9 @@ struct cairn_volume {
 	char last_err[512];
 	int stop, draining;
 	int seal_req;
-	pthread_t up_thr, bg_thr;
+	pthread_t up_thr[VOL_UPLOADERS], bg_thr;
+	unsigned nup_thr;       /* uploader workers started */
+	unsigned up_active, up_active_max; /* entries being uploaded (up_mu) */
 	int threads;
 
 	/* segment readers (rd_mu) */

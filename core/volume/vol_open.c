@@ -782,6 +782,8 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
 	out->read_chunk_bytes = __atomic_load_n(&s->read_chunk_bytes, __ATOMIC_RELAXED);
 	out->read_nocopy_bytes = __atomic_load_n(&s->read_nocopy_bytes, __ATOMIC_RELAXED);
+	out->uploads_active = vol->up_active;
+	out->uploads_active_max = vol->up_active_max;
 	pthread_mutex_unlock(&vol->up_mu);
 	vol_ship_stats(vol, out);
 	vol_follow_stats(vol, out);

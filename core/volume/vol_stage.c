@@ -38,6 +38,11 @@
  * expected frame header; compaction that moves a chunk writes its new
  * offset as the tag.
  *
+ * Uploads: VOL_UPLOADERS workers (uploader_main) take queue entries in
+ * order, several at a time, and take each off when IT is done, so uploads
+ * finish in any order; nothing may wait for a queue position, only for ids
+ * (vol_wait_uploaded, gc's in_upload_queue) or segment states.
+ *
  * Back-pressure: bytes not yet uploaded (queued segments + the staging
  * segment) are capped by upload_cap.  Writers wait at the cap; after
  * upload_wait_ms of a failing store they get CAIRN_E_NOSPC naming the last
@@ -592,6 +597,33 @@ static int upload_one(cairn_volume *vol, const vseg *s)
 	return 0;
 }
 
+/* The oldest queue entry no worker has (up_mu held), or SIZE_MAX. */
+static size_t queue_pick(cairn_volume *vol)
+{
+	for (size_t i = 0; i < vol->nq; i++)
+		if (!vol->q[i].busy)
+			return i;
+	return SIZE_MAX;
+}
+
+/* Where entry id is now (up_mu held): entries before it may have been
+ * taken off by other workers meanwhile.  Only the worker that set busy
+ * removes an entry, so it is still there. */
+static size_t queue_find(cairn_volume *vol, uint64_t id)
+{
+	for (size_t i = 0; i < vol->nq; i++)
+		if (vol->q[i].id == id && vol->q[i].busy)
+			return i;
+	return SIZE_MAX;
+}
+
+/* One of VOL_UPLOADERS workers: each takes the oldest entry nobody works
+ * on, uploads it with up_mu released, and on success takes THAT entry
+ * off; on failure it leaves the entry for any worker and backs off.  So
+ * uploads start in queue order but finish in any order: everything that
+ * waits for uploads (vol_wait_uploaded, gc's in_upload_queue, the
+ * shipper's data rule, which reads segment states) looks for ids, never
+ * at positions. */
 static void *uploader_main(void *arg)
 {
 	cairn_volume *vol = arg;
@@ -599,13 +631,17 @@ static void *uploader_main(void *arg)
 
 	pthread_mutex_lock(&vol->up_mu);
 	for (;;) {
-		if (vol->nq == 0 || vol->o.no_upload || !vol_ship_upload_ok(vol)) {
+		size_t i = vol->o.no_upload ? SIZE_MAX : queue_pick(vol);
+		if (i == SIZE_MAX || !vol_ship_upload_ok(vol)) {
 			if (vol->stop)
 				break;
 			vol_cond_wait_ms(&vol->up_cv, &vol->up_mu, 200);
 			continue;
 		}
-		vseg s = vol->q[0];
+		vol->q[i].busy = 1;
+		vseg s = vol->q[i];
+		if (++vol->up_active > vol->up_active_max)
+			vol->up_active_max = vol->up_active;
 		pthread_mutex_unlock(&vol->up_mu);
 		/* A stream whose upload did not begin while it was written
 		 * (a store that links whole files, or a failed start) goes
@@ -616,11 +652,19 @@ static void *uploader_main(void *arg)
 		if (rc)
 			cairn_err_copy(msg, sizeof msg);
 		pthread_mutex_lock(&vol->up_mu);
-		/* Only this thread removes entries: q[0] is still s.  A
-		 * stream's upload job was consumed either way. */
-		vol->q[0].job = NULL;
+		vol->up_active--;
+		i = queue_find(vol, s.id);
+		if (i == SIZE_MAX) {
+			/* cannot happen: only the worker that has an entry
+			 * removes it */
+			CAIRN_ERROR(VOL_MOD, "uploader: %s left the queue while uploaded", s.key);
+			pthread_cond_broadcast(&vol->done_cv);
+			continue;
+		}
+		/* A stream's upload job was consumed either way. */
+		vol->q[i].job = NULL;
 		if (!rc) {
-			memmove(vol->q, vol->q + 1, (vol->nq - 1) * sizeof *vol->q);
+			memmove(vol->q + i, vol->q + i + 1, (vol->nq - i - 1) * sizeof *vol->q);
 			vol->nq--;
 			vol->q_bytes -= s.acct;
 			vol->fail_since_ms = 0;
@@ -631,6 +675,7 @@ static void *uploader_main(void *arg)
 			pthread_cond_broadcast(&vol->done_cv);
 			continue;
 		}
+		vol->q[i].busy = 0;
 		vol->st.upload_failures++;
 		snprintf(vol->last_err, sizeof vol->last_err, "%s", msg);
 		if (!vol->fail_since_ms || vol->st.upload_failures % 20 == 1)
@@ -680,16 +725,29 @@ static void *bg_main(void *arg)
 	return NULL;
 }
 
+static void uploaders_join(cairn_volume *vol)
+{
+	for (unsigned i = 0; i < vol->nup_thr; i++)
+		pthread_join(vol->up_thr[i], NULL);
+	vol->nup_thr = 0;
+}
+
 int vol_threads_start(cairn_volume *vol)
 {
-	if (pthread_create(&vol->up_thr, NULL, uploader_main, vol) != 0)
-		return cairn_errf(CAIRN_E_NOMEM, "start the uploader thread");
+	for (unsigned i = 0; i < VOL_UPLOADERS; i++) {
+		if (pthread_create(&vol->up_thr[i], NULL, uploader_main, vol) != 0) {
+			if (i > 0)
+				break;  /* fewer workers still upload everything */
+			return cairn_errf(CAIRN_E_NOMEM, "start the uploader thread");
+		}
+		vol->nup_thr = i + 1;
+	}
 	if (pthread_create(&vol->bg_thr, NULL, bg_main, vol) != 0) {
 		pthread_mutex_lock(&vol->up_mu);
 		vol->stop = 1;
 		pthread_cond_broadcast(&vol->up_cv);
 		pthread_mutex_unlock(&vol->up_mu);
-		pthread_join(vol->up_thr, NULL);
+		uploaders_join(vol);
 		return cairn_errf(CAIRN_E_NOMEM, "start the background thread");
 	}
 	vol->threads = 1;
@@ -705,7 +763,7 @@ void vol_threads_stop(cairn_volume *vol)
 	pthread_cond_broadcast(&vol->up_cv);
 	pthread_mutex_unlock(&vol->up_mu);
 	pthread_join(vol->bg_thr, NULL);
-	pthread_join(vol->up_thr, NULL);
+	uploaders_join(vol);
 	vol->threads = 0;
 }
 

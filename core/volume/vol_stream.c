@@ -326,7 +326,10 @@ static int vdigest_get(vdigest *g, unsigned no, uint64_t len, uint8_t out[32])
  * one a quarter of that (at least one): uploads finish roughly in the
  * order they started, a finished file is remote (and its completion done)
  * while the next ones still upload, and a single file keeps the whole
- * stream_inflight.  Registered from mpu_open to vol_mpu_free.
+ * stream_inflight.  Registered from mpu_open until all its parts are in
+ * (mpu_finish: then it only completes, on one of the VOL_UPLOADERS
+ * workers, while the next upload has the whole stream_inflight) or
+ * vol_mpu_free.
  */
 static pthread_mutex_t mpu_reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct vmpu *mpu_reg;
@@ -595,6 +598,10 @@ static int mpu_finish(struct vmpu *m, uint64_t size)
 	while (m->busy)
 		if ((rc = mpu_reap(m)))
 			return rc;
+	/* Every part is in: only the completion is left (on some stores a
+	 * copy of the whole object), which takes no part slot, so the next
+	 * upload becomes the oldest and gets stream_inflight parts now. */
+	mpu_reg_del(m);
 	qsort(m->parts, m->nparts, sizeof *m->parts, part_cmp);
 	rc = objstore_mpu_complete(m->vol->os, m->key, m->upload_id, m->parts, m->nparts);
 	if (rc)
@@ -1182,8 +1189,8 @@ int vol_stream_end(cairn_volume *vol, vinode *vi)
 	if ((rc = vol_seg_set_state(vol, st->seg, META_SEG_SEALED, size, NULL, META_RELAXED)))
 		return stream_broken(vol, cairn_err_wrap(rc, "seal stream segment %s", st->key));
 	vdigest_finish(st->dg);  /* the tail part's */
-	/* The tail goes out now, not when the uploader (one upload at a
-	 * time, in queue order) gets to this one: files that end together
+	/* The tail goes out now, not when an uploader worker (uploads
+	 * start in queue order) gets to this one: files that end together
 	 * have their last parts in flight together, and their completions
 	 * follow one another sooner. */
 	if (st->m && mpu_pump(st->m, size, 1))

@@ -203,6 +203,9 @@ typedef struct cairn_volume_stats {
 				      counted when started) */
 	uint64_t read_nocopy_bytes;/* bytes volume_file_read_to handed out
 				      from readahead memory, uncopied */
+	uint64_t uploads_active;   /* queue entries being uploaded now */
+	uint64_t uploads_active_max; /* most at once since open (the
+				      uploader workers, VOL_UPLOADERS) */
 } cairn_volume_stats;
 
 /* ---- volume ---- */
