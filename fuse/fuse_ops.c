@@ -298,17 +298,31 @@ static size_t lkbucket(uint64_t ino)
 	return (size_t)((ino * 0x9e3779b97f4a7c15ULL) >> 40) % CFS_LK_BUCKETS;
 }
 
+/* Where ino's count is or would go in its chain (bucket b, under
+ * lk_mu[b % CFS_LK_LOCKS]): *result is the entry or NULL. */
+static cfs_lk **lk_slot(cfs *fs, size_t b, uint64_t ino)
+{
+	cfs_lk **pp = &fs->lk[b];
+	while (*pp && (*pp)->ino != ino)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static pthread_mutex_t *lk_lock(cfs *fs, size_t b)
+{
+	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
+	pthread_mutex_lock(mu);
+	return mu;
+}
+
 /* One more lookup of ino the kernel holds (an entry reply about to be
  * sent).  Best effort: without memory the inode is not counted, and a
  * control-socket removal then does not pin it. */
 static void lk_add(cfs *fs, uint64_t ino)
 {
 	size_t b = lkbucket(ino);
-	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
-	pthread_mutex_lock(mu);
-	cfs_lk *e = fs->lk[b];
-	while (e && e->ino != ino)
-		e = e->next;
+	pthread_mutex_t *mu = lk_lock(fs, b);
+	cfs_lk *e = *lk_slot(fs, b, ino);
 	if (!e && (e = calloc(1, sizeof *e))) {
 		e->ino = ino;
 		e->next = fs->lk[b];
@@ -323,11 +337,8 @@ static void lk_add(cfs *fs, uint64_t ino)
 static void lk_drop(cfs *fs, uint64_t ino, uint64_t n)
 {
 	size_t b = lkbucket(ino);
-	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
-	pthread_mutex_lock(mu);
-	cfs_lk **pp = &fs->lk[b];
-	while (*pp && (*pp)->ino != ino)
-		pp = &(*pp)->next;
+	pthread_mutex_t *mu = lk_lock(fs, b);
+	cfs_lk **pp = lk_slot(fs, b, ino);
 	cfs_lk *e = *pp;
 	if (e && e->n > n) {
 		e->n -= n;
@@ -341,12 +352,8 @@ static void lk_drop(cfs *fs, uint64_t ino, uint64_t n)
 static int lk_known(cfs *fs, uint64_t ino)
 {
 	size_t b = lkbucket(ino);
-	pthread_mutex_t *mu = &fs->lk_mu[b % CFS_LK_LOCKS];
-	pthread_mutex_lock(mu);
-	cfs_lk *e = fs->lk[b];
-	while (e && e->ino != ino)
-		e = e->next;
-	int known = e != NULL;
+	pthread_mutex_t *mu = lk_lock(fs, b);
+	int known = *lk_slot(fs, b, ino) != NULL;
 	pthread_mutex_unlock(mu);
 	return known;
 }

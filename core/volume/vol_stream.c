@@ -1524,6 +1524,23 @@ typedef struct rget {
 	uint8_t *dst;
 } rget;
 
+/* The slot of chunk c for a read at file offset off (ra->mu held): the
+ * one that holds or fetches it, else a new one when the read is
+ * sequential (or in the file's first average chunk: a sequential
+ * reader's first requests arrive together, in any order, before the
+ * window opens) and takes part of the chunk: a slot costs the same one
+ * GET of the chunk as the window path would.  NULL: read it directly. */
+static raslot *ra_slot_for(cairn_volume *vol, struct vra *ra, const meta_extent *e,
+			   const meta_chunk *c, const meta_seg *sg, uint64_t off)
+{
+	raslot *x = ra_find(ra, c->id);
+	if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
+	    (e->chunk_off || e->len != c->raw_len))
+		x = ra_start(vol, ra, c, ra_foff(e), sg->key,
+			     vol->o.stream_readahead + VOL_RA_EXTRA);
+	return x;
+}
+
 int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
 			   const meta_chunk *ch, const meta_seg *sg, size_t n,
 			   uint8_t *buf, uint64_t off, uint64_t end, uint8_t *done)
@@ -1546,17 +1563,7 @@ int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
 		for (size_t i = 0; i < n && i < sizeof want; i++) {
 			if (!want[i])
 				continue;
-			raslot *x = ra_find(ra, ch[i].id);
-			/* Sequential small reads: take the whole chunk.  So does a
-			 * read in the file's first average chunk (most often one
-			 * of a sequential reader's first requests, which arrive
-			 * together, in any order, before the window opens): a
-			 * slot costs the same one GET of the chunk as the window
-			 * path would. */
-			if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
-			    (ex[i].chunk_off || ex[i].len != ch[i].raw_len))
-				x = ra_start(vol, ra, &ch[i], ra_foff(&ex[i]), sg[i].key,
-					     vol->o.stream_readahead + VOL_RA_EXTRA);
+			raslot *x = ra_slot_for(vol, ra, &ex[i], &ch[i], &sg[i], off);
 			if (!x)
 				continue;
 			ra_wait(vol, ra, x);
@@ -1674,13 +1681,8 @@ int vol_stream_ra_pin(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n,
 		return 0;
 	pthread_mutex_lock(&ra->mu);
 	for (size_t i = 0; i < ne; i++) {
-		raslot *x = ra_find(ra, ch[i].id);
-		/* The slots an ordinary read would start (vol_stream_read_remote
-		 * step 1); a whole chunk without one is read the ordinary way. */
-		if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
-		    (ex[i].chunk_off || ex[i].len != ch[i].raw_len))
-			x = ra_start(vol, ra, &ch[i], ra_foff(&ex[i]), sg[i].key,
-				     vol->o.stream_readahead + VOL_RA_EXTRA);
+		/* a whole chunk without a slot is read the ordinary way */
+		raslot *x = ra_slot_for(vol, ra, &ex[i], &ch[i], &sg[i], off);
 		if (!x)
 			goto undo;
 		ra_wait(vol, ra, x);

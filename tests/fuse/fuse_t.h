@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cairn/volume.h"
@@ -103,6 +104,18 @@ static inline uint64_t ft_stat(const char *name)
 	snprintf(key, sizeof key, "\n%s ", name);
 	char *p = strstr(buf, key);
 	return p ? strtoull(p + strlen(key), NULL, 10) : UINT64_MAX;
+}
+
+static inline void ft_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+/* name's path in the mount. */
+static inline void ft_path(char *out, size_t size, const char *name)
+{
+	snprintf(out, size, "%s/%s", ft_mnt, name);
 }
 
 /* The daemon's pid, from the control file; 0 if unreadable. */

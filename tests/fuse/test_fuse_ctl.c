@@ -23,17 +23,6 @@
 #define SZ 8192
 #define IDLE_WAIT_MS 1500   /* past fuse_priv.h CFS_IDLE_MS (500) + a tick */
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static void mpath(char *out, size_t size, const char *name)
-{
-	snprintf(out, size, "%s/%s", ft_mnt, name);
-}
-
 static int write_file(const char *path, const uint8_t *buf, size_t len)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -60,7 +49,7 @@ static int exists(const char *name)
 {
 	char p[800];
 	struct stat st;
-	mpath(p, sizeof p, name);
+	ft_path(p, sizeof p, name);
 	return stat(p, &st) == 0;
 }
 
@@ -77,7 +66,7 @@ static int open_files_reach(uint64_t want)
 	for (int i = 0; i < 100; i++) {
 		if (ft_stat("open_files") == want)
 			return 1;
-		sleep_ms(100);
+		ft_sleep_ms(100);
 	}
 	fprintf(stderr, "open_files %" PRIu64 ", expected %" PRIu64 "\n",
 		ft_stat("open_files"), want);
@@ -89,7 +78,7 @@ static void rm_while_open(void)
 	uint8_t a[SZ], got[SZ];
 	char p[800], out[2048];
 	t_fill(a, sizeof a, 1);
-	mpath(p, sizeof p, "held");
+	ft_path(p, sizeof p, "held");
 	REQUIRE(write_file(p, a, sizeof a) == 0);
 	int fd = open(p, O_RDONLY);
 	REQUIRE(fd >= 0);
@@ -104,7 +93,7 @@ static void rm_while_open(void)
 
 	/* the holder reads the old bytes from the daemon: its pages dropped,
 	 * the data handle closed by the idle-closer */
-	sleep_ms(IDLE_WAIT_MS);
+	ft_sleep_ms(IDLE_WAIT_MS);
 	CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
 	memset(got, 0, sizeof got);
 	CHECK(pread(fd, got, sizeof got, 0) == (ssize_t)sizeof got);
@@ -131,7 +120,7 @@ static void mv_and_mkdir(void)
 	uint8_t a[SZ];
 	char p[800], out[2048];
 	t_fill(a, sizeof a, 2);
-	mpath(p, sizeof p, "src");
+	ft_path(p, sizeof p, "src");
 	REQUIRE(write_file(p, a, sizeof a) == 0);
 	CHECK(exists("src"));
 	CHECK(!exists("dst"));     /* a negative entry, cached 10 s */
@@ -140,7 +129,7 @@ static void mv_and_mkdir(void)
 	CHECK(cairn(out, sizeof out, "mv /src /dst") == 0);
 	CHECK(!exists("src"));
 	CHECK(exists("dst"));
-	mpath(p, sizeof p, "dst");
+	ft_path(p, sizeof p, "dst");
 	CHECK(file_is(p, a, sizeof a));
 
 	CHECK(cairn(out, sizeof out, "mkdir /newdir") == 0);
@@ -149,14 +138,14 @@ static void mv_and_mkdir(void)
 	/* mv over a file the mount holds open: replaced, still readable */
 	uint8_t b[SZ], got[SZ];
 	t_fill(b, sizeof b, 3);
-	mpath(p, sizeof p, "victim");
+	ft_path(p, sizeof p, "victim");
 	REQUIRE(write_file(p, b, sizeof b) == 0);
 	int fd = open(p, O_RDONLY);
 	REQUIRE(fd >= 0);
 	CHECK(cairn(out, sizeof out, "mv /dst /victim") == 0);
 	CHECK(!exists("dst"));
 	CHECK(file_is(p, a, sizeof a));   /* the name shows the moved file */
-	sleep_ms(IDLE_WAIT_MS);
+	ft_sleep_ms(IDLE_WAIT_MS);
 	CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
 	CHECK(pread(fd, got, sizeof got, 0) == (ssize_t)sizeof got);
 	CHECK(memcmp(got, b, sizeof b) == 0);
@@ -169,7 +158,7 @@ static void put_same_size(void)
 	char p[800], loc[800], out[2048];
 	t_fill(a, sizeof a, 4);
 	t_fill(b, sizeof b, 5);
-	mpath(p, sizeof p, "data");
+	ft_path(p, sizeof p, "data");
 	REQUIRE(write_file(p, a, sizeof a) == 0);
 	CHECK(file_is(p, a, sizeof a));   /* cached by the kernel */
 	snprintf(loc, sizeof loc, "%s/data.new", ft_nat);

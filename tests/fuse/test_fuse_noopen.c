@@ -28,17 +28,6 @@
 
 static uint64_t seed;
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static void mpath(char *out, size_t size, const char *name)
-{
-	snprintf(out, size, "%s/%s", ft_mnt, name);
-}
-
 /* The whole file at path == buf[0..len) (len <= SZ). */
 static int file_is(const char *path, const uint8_t *buf, size_t len)
 {
@@ -55,7 +44,7 @@ static int file_is(const char *path, const uint8_t *buf, size_t len)
 static int same(const char *name, const uint8_t *buf, size_t len)
 {
 	char p[800];
-	mpath(p, sizeof p, name);
+	ft_path(p, sizeof p, name);
 	return file_is(p, buf, len);
 }
 
@@ -72,7 +61,7 @@ static int cat_is(const char *name, const uint8_t *buf, size_t len)
 static void put_new(const char *name, const uint8_t *buf, size_t len)
 {
 	char p[800];
-	mpath(p, sizeof p, name);
+	ft_path(p, sizeof p, name);
 	int fd = open(p, O_CREAT | O_WRONLY | O_EXCL, 0644);
 	REQUIRE(fd >= 0);
 	CHECK(write(fd, buf, len) == (ssize_t)len);
@@ -84,7 +73,7 @@ static void put_new(const char *name, const uint8_t *buf, size_t len)
 static void put_existing(const char *name, const uint8_t *buf, size_t len)
 {
 	char p[800];
-	mpath(p, sizeof p, name);
+	ft_path(p, sizeof p, name);
 	int fd = open(p, O_WRONLY);
 	REQUIRE(fd >= 0);
 	CHECK(pwrite(fd, buf, len, 0) == (ssize_t)len);
@@ -127,7 +116,7 @@ static void written_seen(void)
 	/* the idle handles are closed (data staged) soon */
 	int idle = 0;
 	for (int i = 0; i < 100 && !idle; i++) {
-		sleep_ms(50);
+		ft_sleep_ms(50);
 		idle = ft_stat("open_files") == 0;
 	}
 	if (!idle)
@@ -149,15 +138,15 @@ static void stream_pause(void)
 	REQUIRE(a && got);
 	t_fill(a, BIG, seed + 9);
 	for (int i = 0; i < 100 && ft_stat("open_files") != 0; i++)
-		sleep_ms(50);
+		ft_sleep_ms(50);
 	REQUIRE(ft_stat("open_files") == 0);
-	mpath(p, sizeof p, "big");
+	ft_path(p, sizeof p, "big");
 	int fd = open(p, O_CREAT | O_WRONLY | O_EXCL, 0644);
 	REQUIRE(fd >= 0);
 	for (size_t off = 0; off < PAUSE_AT; off += MB)
 		CHECK(pwrite(fd, a + off, MB, (off_t)off) == MB);
 	uint64_t c0 = ft_stat("idle_closes");
-	sleep_ms(3 * CFS_IDLE_MS_T);
+	ft_sleep_ms(3 * CFS_IDLE_MS_T);
 	CHECK(ft_stat("idle_closes") == c0);
 	CHECK(ft_stat("open_files") == 1);
 	for (size_t off = PAUSE_AT; off < BIG; off += MB)
@@ -170,12 +159,12 @@ static void stream_pause(void)
 	/* the same pause after a small write does close that handle */
 	uint8_t b[SZ];
 	t_fill(b, sizeof b, seed + 10);
-	mpath(p, sizeof p, "small-paused");
+	ft_path(p, sizeof p, "small-paused");
 	fd = open(p, O_CREAT | O_WRONLY | O_EXCL, 0644);
 	REQUIRE(fd >= 0);
 	CHECK(write(fd, b, sizeof b) == (ssize_t)sizeof b);
 	c0 = ft_stat("idle_closes");
-	sleep_ms(3 * CFS_IDLE_MS_T);
+	ft_sleep_ms(3 * CFS_IDLE_MS_T);
 	CHECK(ft_stat("idle_closes") > c0 && ft_stat("idle_closes") != UINT64_MAX);
 	CHECK(close(fd) == 0);
 	CHECK(same("small-paused", b, sizeof b));
@@ -191,7 +180,7 @@ static void o_trunc(void)
 	t_fill(a, sizeof a, seed + 4);
 	put_new("trunc", a, sizeof a);
 	CHECK(same("trunc", a, sizeof a));
-	mpath(p, sizeof p, "trunc");
+	ft_path(p, sizeof p, "trunc");
 	int fd = open(p, O_WRONLY | O_TRUNC);
 	REQUIRE(fd >= 0);
 	CHECK(fstat(fd, &st) == 0 && st.st_size == 0);
@@ -218,26 +207,26 @@ static void unlinked_open(void)
 	put_new("gone", a, sizeof a);
 	put_new("over", b, sizeof b);
 	put_new("new", b + 500, 100);
-	mpath(p, sizeof p, "gone");
+	ft_path(p, sizeof p, "gone");
 	int fd = open(p, O_RDWR);
 	REQUIRE(fd >= 0);
-	mpath(q, sizeof q, "over");
+	ft_path(q, sizeof q, "over");
 	int fd2 = open(q, O_RDONLY);
 	REQUIRE(fd2 >= 0);
 	CHECK(unlink(p) == 0);
 	char n[800];
-	mpath(n, sizeof n, "new");
+	ft_path(n, sizeof n, "new");
 	CHECK(rename(n, q) == 0);
 	/* past the idle period: the daemon's data handles are closed, the
 	 * pins keep both inodes */
-	sleep_ms(3 * CFS_IDLE_MS_T);
+	ft_sleep_ms(3 * CFS_IDLE_MS_T);
 	/* drop the kernel's pages so the reads reach the daemon */
 	CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
 	CHECK(posix_fadvise(fd2, 0, 0, POSIX_FADV_DONTNEED) == 0);
 	CHECK(pread(fd, got, sizeof got, 0) == (ssize_t)sizeof a && memcmp(got, a, sizeof a) == 0);
 	CHECK(pread(fd2, got, sizeof got, 0) == (ssize_t)sizeof b && memcmp(got, b, sizeof b) == 0);
 	CHECK(pwrite(fd, b, 1000, 5) == 1000);
-	sleep_ms(3 * CFS_IDLE_MS_T);
+	ft_sleep_ms(3 * CFS_IDLE_MS_T);
 	CHECK(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
 	memcpy(a + 5, b, 1000);
 	CHECK(pread(fd, got, sizeof got, 0) == (ssize_t)sizeof a && memcmp(got, a, sizeof a) == 0);
@@ -265,7 +254,7 @@ static void survives(int how)
 		REQUIRE(pid > 0);
 		REQUIRE(kill((pid_t)pid, SIGTERM) == 0);
 		for (int i = 0; i < 3000 && ft_pid_alive(pid); i++)
-			sleep_ms(10);
+			ft_sleep_ms(10);
 		CHECK(!ft_pid_alive(pid));
 		ft_mounted = 0;
 	}
