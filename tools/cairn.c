@@ -7,7 +7,8 @@
  *   - exit 0 on success; on failure one line on stderr, "cairn: CMD: what
  *     failed: why" followed by what to do where we know it, and a non-zero
  *     exit status (tools/cli.h): 1 failed, 2 usage, 3 not found, 4 exists,
- *     5 volume busy without a control socket;
+ *     5 volume busy without a control socket, 6 refused by a read-only
+ *     mount;
  *   - global options come before the command: --volume DIR (or
  *     $CAIRN_VOLUME, default ~/.local/share/cairn/default), --json, -q, -v,
  *     --log-file FILE.
@@ -420,7 +421,8 @@ static void print_usage(FILE *f)
 		"\n"
 		"Volume paths: /a/b in the live tree, @SNAP/a/b inside snapshot SNAP.\n"
 		"Exit status: 0 success, 1 the operation failed, 2 usage error, 3 not\n"
-		"found, 4 already exists, 5 volume busy (docs/cli.md).\n");
+		"found, 4 already exists, 5 volume busy, 6 volume mounted read-only\n"
+		"(docs/cli.md).\n");
 }
 
 static int cmd_help(cli_ctx *c, int argc, char **argv)
