@@ -1,5 +1,5 @@
 #!/bin/sh
-# ckpt_incr.sh CAIRN - incremental save: change 10% of the chunks of a saved
+# ckpt_incr.sh CAIRN - incremental save: change 10% of the chunks (by bytes) of a saved
 # checkpoint's large files and save it again under a new name; the bytes
 # the store grows by (file:// store directory, total file size) must be at
 # most 15% of the checkpoint.  Both checkpoints then restore exactly.

@@ -186,9 +186,9 @@ def cmp(a, b):
 
 
 def mutate(d, seed, pct, tool):
-    """Change pct% of the content-defined chunks (as `tool` cuts them) of
-    every large file: 32 bytes in the middle of each chosen chunk, far
-    from its cut points.  Returns (chunks, chunks changed, their bytes)
+    """Change pct% of the content-defined chunks (as `tool` cuts them;
+    counted by their bytes) of the large files: 32 bytes in the middle of
+    each chosen chunk, far from its cut points.  Returns (chunks, chunks changed, their bytes)
     (bench/bench_ckpt.py uses it too)."""
     rng = random.Random(seed)
     chunks = []  # (path, offset, length) over all large files
@@ -204,15 +204,23 @@ def mutate(d, seed, pct, tool):
                                  text=True).stdout
             chunks += [(p,) + tuple(map(int, ln.split()))
                        for ln in out.splitlines()]
-    k = max(1, round(len(chunks) * pct / 100.0))
-    changed_bytes = 0
-    for p, off, ln in sorted(rng.sample(chunks, k)):
+    # Chunk sizes spread from min to max (1 to 16 MiB by default), so a
+    # sample of 10% of the chunks by count can hold 17% of the bytes (seed
+    # 1135).  Take chunks in random order while they fit in pct% of the
+    # bytes: about pct% of the chunks, and pct% of the data at most.
+    target = sum(c[2] for c in chunks) * pct / 100.0
+    picked, changed_bytes = [], 0
+    for c in rng.sample(chunks, len(chunks)):
+        if changed_bytes + c[2] <= target or not picked:
+            picked.append(c)
+            changed_bytes += c[2]
+    k = len(picked)
+    for p, off, ln in sorted(picked):
         st = os.lstat(p)
         os.chmod(p, st.st_mode | 0o200)
         with open(p, "r+b") as f:
             f.seek(off + ln // 2)
             f.write(bytes(b ^ 0xff for b in rng.randbytes(32)))
-        changed_bytes += ln
         os.chmod(p, st.st_mode)
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     return len(chunks), k, changed_bytes
