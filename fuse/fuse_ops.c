@@ -939,27 +939,11 @@ static void ctl_read(fuse_req_t req, cfs *fs, size_t size, off_t off)
  * that glibc had trimmed (madvise DONTNEED), so READs faulted in and
  * zeroed their pages again (docs/fuse.md "Speed features").  Used only
  * when the volume cannot reply from its own memory (volume_file_read_to). */
-static pthread_key_t rbuf_key;
-static pthread_once_t rbuf_once = PTHREAD_ONCE_INIT;
-static int rbuf_key_ok;
-
-static void rbuf_key_make(void)
-{
-	rbuf_key_ok = pthread_key_create(&rbuf_key, free) == 0;
-}
+static uring_tbuf rbuf = URING_TBUF_INIT(CFS_IO_MAX, 64);
 
 static uint8_t *read_buf(void)
 {
-	uint8_t *b;
-	if (pthread_once(&rbuf_once, rbuf_key_make) || !rbuf_key_ok)
-		return NULL;
-	if ((b = pthread_getspecific(rbuf_key)))
-		return b;
-	if ((b = malloc(CFS_IO_MAX)) && pthread_setspecific(rbuf_key, b)) {
-		free(b);
-		b = NULL;
-	}
-	return b;
+	return uring_tbuf_get(&rbuf);
 }
 
 /* volume_file_read_to's consumer: the reply, from the volume's memory

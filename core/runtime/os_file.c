@@ -1129,6 +1129,80 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------- direct reads
+ *
+ * A read of at least DIO_MIN bytes of an object file bypasses the page
+ * cache: O_DIRECT reads of the aligned span into the thread's bounce
+ * buffer, then one copy into the caller's buffer.  Object files never
+ * change once visible, so nothing is lost by not caching them here: the
+ * volume keeps its own cache and readahead, and a cold 4 MiB chunk read
+ * that way costs the disk's DMA and one memcpy instead of page cache
+ * allocation, insertion and the kernel's copy (on the 2-core VM, 16
+ * concurrent 4 MiB reads: 1.1-1.35 GB/s direct against 0.8-0.95
+ * buffered, fio).  Smaller reads (packed small files, windows of the
+ * segment reader, metadata objects) stay buffered and keep the page
+ * cache's readahead.  The last bytes past the last aligned block are read
+ * buffered, so a direct read never meets the end of the file.  Where the
+ * file system refuses O_DIRECT (EINVAL: tmpfs, some FUSE) the store falls
+ * back to buffered reads for good. */
+#define DIO_MIN (1u << 20)
+#define DIO_ALIGN 4096u
+#define DIO_PIECE (8u << 20)
+
+static uring_tbuf dio_buf = URING_TBUF_INIT(DIO_PIECE, DIO_ALIGN);
+static int dio_off;  /* 1: O_DIRECT was refused, read buffered */
+
+static int dio_read(struct fstore *fs, int fd, void *buf, size_t n,
+		    uint64_t off, size_t *done)
+{
+	uint64_t end = off + n, p = off & ~(uint64_t)(DIO_ALIGN - 1);
+	uint64_t a1 = end & ~(uint64_t)(DIO_ALIGN - 1);
+	char *b;
+	int fl, rc = 0;
+
+	*done = 0;
+	if (n < DIO_MIN || __atomic_load_n(&dio_off, __ATOMIC_RELAXED) ||
+	    !(b = uring_tbuf_get(&dio_buf)) || (fl = fcntl(fd, F_GETFL)) < 0)
+		return uring_read(fs->u, fd, buf, n, off, done);
+	if (fcntl(fd, F_SETFL, fl | O_DIRECT) != 0) {
+		__atomic_store_n(&dio_off, 1, __ATOMIC_RELAXED);
+		return uring_read(fs->u, fd, buf, n, off, done);
+	}
+	/* n >= DIO_MIN, so a1 > off: every piece holds wanted bytes. */
+	while (p < a1) {
+		size_t len = a1 - p < DIO_PIECE ? (size_t)(a1 - p) : DIO_PIECE;
+		size_t got = 0;
+		uint64_t from = p > off ? p : off;
+
+		rc = uring_read(fs->u, fd, b, len, p, &got);
+		if (rc == CAIRN_E_INVAL && p < off + DIO_ALIGN) {
+			cairn_err_clear();
+			__atomic_store_n(&dio_off, 1, __ATOMIC_RELAXED);
+			CAIRN_INFO("objstore", "%s: O_DIRECT reads refused, "
+				   "reading through the page cache", fs->root);
+			if (fcntl(fd, F_SETFL, fl) != 0)
+				return sys_err("fcntl of an object file in", fs->root);
+			return uring_read(fs->u, fd, buf, n, off, done);
+		}
+		if (rc || p + got <= from)
+			break;
+		memcpy((char *)buf + (from - off), b + (from - p), p + got - from);
+		*done = (size_t)(p + got - off);
+		if (got < len)
+			break;  /* end of file: the caller sees the short count */
+		p += len;
+	}
+	if (fcntl(fd, F_SETFL, fl) != 0 && !rc)
+		rc = sys_err("fcntl of an object file in", fs->root);
+	if (!rc && p >= a1 && a1 < end) {
+		size_t got = 0;
+		rc = uring_read(fs->u, fd, (char *)buf + (a1 - off),
+				(size_t)(end - a1), a1, &got);
+		*done += got;
+	}
+	return rc;
+}
+
 /* Read [off, off+len) of a composite object. */
 static int man_read(struct fstore *fs, const struct objstore_file_manifest *m,
 		    uint64_t off, void *buf, uint64_t len, uint64_t *got)
@@ -1199,14 +1273,19 @@ static int man_read(struct fstore *fs, const struct objstore_file_manifest *m,
 			nops++;
 			pos += n;
 		}
-		if (!rc && nops) {
-			rc = uring_run(fs->u, ops, nops);
+		if (!rc && nops && end - off >= DIO_MIN) {
+			/* One part after the other, each direct if large. */
 			for (size_t j = 0; !rc && j < nops; j++)
-				if (ops[j].done != ops[j].len)
-					rc = cairn_errf(CAIRN_E_CORRUPT, "part "
-							"file of upload %s "
-							"ended early", m->id);
+				rc = dio_read(fs, ops[j].fd, ops[j].buf,
+					      ops[j].len, ops[j].off,
+					      &ops[j].done);
+		} else if (!rc && nops) {
+			rc = uring_run(fs->u, ops, nops);
 		}
+		for (size_t j = 0; !rc && j < nops; j++)
+			if (ops[j].done != ops[j].len)
+				rc = cairn_errf(CAIRN_E_CORRUPT, "part file of "
+						"upload %s ended early", m->id);
 		for (size_t j = 0; j < nops; j++)
 			close(fds[j]);
 	}
@@ -1254,7 +1333,7 @@ static int get_once(struct fstore *fs, const char *key, uint64_t off,
 				   ? (size_t)((uint64_t)st.st_size - off)
 				   : (size_t)len;
 		size_t done = 0;
-		rc = uring_read(fs->u, fd, buf, n, off, &done);
+		rc = dio_read(fs, fd, buf, n, off, &done);
 		if (rc)
 			rc = cairn_err_wrap(rc, "read object file");
 		else

@@ -1248,6 +1248,32 @@ int uring_read(cairn_uring *u, int fd, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
+static pthread_mutex_t tbuf_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void *uring_tbuf_get(uring_tbuf *t)
+{
+	void *b;
+
+	if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == 0) {
+		pthread_mutex_lock(&tbuf_mu);
+		if (t->state == 0)
+			__atomic_store_n(&t->state, pthread_key_create(&t->key, free)
+					 ? -1 : 1, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&tbuf_mu);
+	}
+	if (t->state < 0)
+		return NULL;
+	if ((b = pthread_getspecific(t->key)))
+		return b;
+	if (posix_memalign(&b, t->align, t->size))
+		return NULL;
+	if (pthread_setspecific(t->key, b)) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
 int uring_write(cairn_uring *u, int fd, const void *buf, size_t len,
 		uint64_t off)
 {

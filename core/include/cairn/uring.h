@@ -35,6 +35,7 @@
 #ifndef CAIRN_URING_H
 #define CAIRN_URING_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,6 +110,23 @@ int uring_write(cairn_uring *u, int fd, const void *buf, size_t len,
 		uint64_t off);
 int uring_fsync(cairn_uring *u, int fd);
 int uring_fdatasync(cairn_uring *u, int fd);
+
+/* A per-thread I/O buffer: size bytes aligned to align (a power of two,
+ * at least sizeof(void *); 4096 suits O_DIRECT), allocated on a thread's
+ * first call and kept until the thread ends (the key's destructor frees
+ * it), so that a hot path neither allocates nor faults its pages in again
+ * per call.  Declare at file scope:
+ *
+ *     static uring_tbuf buf = URING_TBUF_INIT(8u << 20, 4096);
+ *     void *b = uring_tbuf_get(&buf);   // NULL: out of memory
+ */
+typedef struct uring_tbuf {
+	size_t size, align;
+	pthread_key_t key;
+	int state;  /* 0: no key yet, 1: key made, -1: pthread_key_create failed */
+} uring_tbuf;
+#define URING_TBUF_INIT(sz, al) {(sz), (al), 0, 0}
+void *uring_tbuf_get(uring_tbuf *t);
 
 /* Streaming interface: a private queue keeps up to queue_depth ops in
  * flight; ops complete in any order.  One thread uses a queue at a time.
