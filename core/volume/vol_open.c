@@ -780,6 +780,7 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->stream_part_digests = __atomic_load_n(&s->stream_part_digests, __ATOMIC_RELAXED);
 	out->stream_part_retries = __atomic_load_n(&s->stream_part_retries, __ATOMIC_RELAXED);
 	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
+	out->reads_demand = __atomic_load_n(&s->reads_demand, __ATOMIC_RELAXED);
 	out->read_chunk_bytes = __atomic_load_n(&s->read_chunk_bytes, __ATOMIC_RELAXED);
 	out->read_nocopy_bytes = __atomic_load_n(&s->read_nocopy_bytes, __ATOMIC_RELAXED);
 	out->uploads_active = vol->up_active;

@@ -1537,7 +1537,8 @@ static raslot *ra_slot_for(cairn_volume *vol, struct vra *ra, const meta_extent 
 	if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
 	    (e->chunk_off || e->len != c->raw_len))
 		x = ra_start(vol, ra, c, ra_foff(e), sg->key,
-			     vol->o.stream_readahead + VOL_RA_EXTRA);
+			     (ra->win > vol->o.stream_readahead ? ra->win
+					: vol->o.stream_readahead) + VOL_RA_EXTRA);
 	return x;
 }
 
@@ -1628,6 +1629,7 @@ int vol_stream_read_remote(cairn_volume *vol, vinode *vi, const meta_extent *ex,
 		__atomic_add_fetch(&vol->st.read_chunk_bytes, ch[i].raw_len, __ATOMIC_RELAXED);
 	}
 	__atomic_add_fetch(&vol->st.reads_parallel, ng, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&vol->st.reads_demand, ng, __ATOMIC_RELAXED);
 out:
 	objstore_batch_free(b);
 	free(g);
@@ -1735,9 +1737,17 @@ void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
 	uint64_t tol = (uint64_t)(ra->win + 2) * vol->o.stream_chunk_avg;
 	int inrun = ra->win && off + tol >= ra->hi && off <= ra->hi + tol;
 	if (seq) {
+		/* A reader of large pieces gets a window of two of them. */
+		uint64_t per = (n + vol->o.stream_chunk_avg - 1) / vol->o.stream_chunk_avg;
+		unsigned cap = vol->o.stream_readahead;
+		if (2 * per > cap)
+			cap = 2 * per < VOL_RA_MAX - VOL_RA_EXTRA ? (unsigned)(2 * per)
+								  : VOL_RA_MAX - VOL_RA_EXTRA;
 		ra->win = ra->win ? ra->win * 2 : 2;
-		if (ra->win > vol->o.stream_readahead)
-			ra->win = vol->o.stream_readahead;
+		if (ra->win < per)
+			ra->win = (unsigned)per;
+		if (ra->win > cap)
+			ra->win = cap;
 	} else if (!inrun) {
 		ra->win = 0;
 		ra->hi = 0;

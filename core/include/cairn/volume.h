@@ -186,6 +186,8 @@ typedef struct cairn_volume_stats {
 				      computed as the spool was written */
 	uint64_t stream_part_retries;
 	uint64_t reads_parallel;   /* chunks fetched by parallel ranged GETs */
+	uint64_t reads_demand;     /* of those, fetched by a read for itself
+				      (not ahead by the readahead) */
 	/* Log shipping (writer) and following (follower). */
 	uint64_t last_lsn;         /* last committed (writer) / applied
 				      (follower) LSN */
