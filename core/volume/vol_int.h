@@ -44,6 +44,7 @@
 
 #define VOL_MOD "volume"
 #define VOL_CHUNK_MAX (4u << 20)   /* largest chunk staged */
+#define VOL_PART_MEM (128ull << 20) /* most part copies kept in memory */
 
 /* One in-memory range of an inode's data, oldest first in the list.
  * gen 0: dirty (only in memory); gen > 0: appended to a staging segment in
@@ -162,6 +163,9 @@ struct cairn_volume {
 	uint64_t cur_size;      /* atomic: size of the staging segment */
 	uint64_t sp_bytes;      /* atomic: spooled stream bytes not uploaded
 				   of streams still being written */
+	uint64_t pm_bytes;      /* atomic: part copies held in memory
+				   (vol_stream.c "part digests") */
+	uint64_t pm_cap;        /* their limit, set at open */
 	vseg *kept;             /* uploaded segments with a local copy */
 	size_t nkept, ckept;
 	uint64_t kept_bytes;

@@ -481,6 +481,11 @@ static void opts_fill(cairn_volume *vol, const vconf *c)
 		o->gc_grace_ms = 3600 * 1000;
 	else if (o->gc_grace_ms < 0)
 		o->gc_grace_ms = 0;
+	/* Copies of parts kept for sending (vol_stream.c): the parts in
+	 * flight and two more, at most VOL_PART_MEM. */
+	vol->pm_cap = o->stream_part_size * (o->stream_inflight + 2);
+	if (vol->pm_cap > VOL_PART_MEM)
+		vol->pm_cap = VOL_PART_MEM;
 }
 
 static void vol_free(cairn_volume *vol)
@@ -778,6 +783,7 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->streams = __atomic_load_n(&s->streams, __ATOMIC_RELAXED);
 	out->stream_parts = __atomic_load_n(&s->stream_parts, __ATOMIC_RELAXED);
 	out->stream_part_digests = __atomic_load_n(&s->stream_part_digests, __ATOMIC_RELAXED);
+	out->stream_parts_mem = __atomic_load_n(&s->stream_parts_mem, __ATOMIC_RELAXED);
 	out->stream_part_retries = __atomic_load_n(&s->stream_part_retries, __ATOMIC_RELAXED);
 	out->reads_parallel = __atomic_load_n(&s->reads_parallel, __ATOMIC_RELAXED);
 	out->reads_demand = __atomic_load_n(&s->reads_demand, __ATOMIC_RELAXED);

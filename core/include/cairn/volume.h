@@ -184,6 +184,9 @@ typedef struct cairn_volume_stats {
 	uint64_t stream_parts;     /* multipart parts uploaded */
 	uint64_t stream_part_digests; /* parts sent with the payload hash
 				      computed as the spool was written */
+	uint64_t stream_parts_mem; /* parts sent from a copy kept in memory
+				      as the spool was written (not read
+				      back from the spool) */
 	uint64_t stream_part_retries;
 	uint64_t reads_parallel;   /* chunks fetched by parallel ranged GETs */
 	uint64_t reads_demand;     /* of those, fetched by a read for itself
