@@ -147,6 +147,7 @@ struct fstore {
 	int root_fd, o_fd, tmp_fd, mpu_fd, lock_fd;
 	cairn_uring *u;
 	int own_u;
+	int dio_off;  /* atomic: O_DIRECT was refused here, reads are buffered */
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -1147,10 +1148,17 @@ out:
  * back to buffered reads for good. */
 #define DIO_MIN (1u << 20)
 #define DIO_ALIGN 4096u
-#define DIO_PIECE (8u << 20)
+#define DIO_PIECE ((4u << 20) + (64u << 10))  /* a 4 MiB chunk, unaligned */
 
 static uring_tbuf dio_buf = URING_TBUF_INIT(DIO_PIECE, DIO_ALIGN);
-static int dio_off;  /* 1: O_DIRECT was refused, read buffered */
+
+/* O_DIRECT refused (EINVAL) on this store: buffered reads from now on. */
+static void dio_refused(struct fstore *fs, const char *how)
+{
+	if (!__atomic_exchange_n(&fs->dio_off, 1, __ATOMIC_RELAXED))
+		CAIRN_INFO("objstore", "%s: O_DIRECT reads refused (%s), reading "
+			   "through the page cache", fs->root, how);
+}
 
 static int dio_read(struct fstore *fs, int fd, void *buf, size_t n,
 		    uint64_t off, size_t *done)
@@ -1161,11 +1169,12 @@ static int dio_read(struct fstore *fs, int fd, void *buf, size_t n,
 	int fl, rc = 0;
 
 	*done = 0;
-	if (n < DIO_MIN || __atomic_load_n(&dio_off, __ATOMIC_RELAXED) ||
+	if (n < DIO_MIN || __atomic_load_n(&fs->dio_off, __ATOMIC_RELAXED) ||
 	    !(b = uring_tbuf_get(&dio_buf)) || (fl = fcntl(fd, F_GETFL)) < 0)
 		return uring_read(fs->u, fd, buf, n, off, done);
 	if (fcntl(fd, F_SETFL, fl | O_DIRECT) != 0) {
-		__atomic_store_n(&dio_off, 1, __ATOMIC_RELAXED);
+		if (errno == EINVAL)
+			dio_refused(fs, "fcntl");
 		return uring_read(fs->u, fd, buf, n, off, done);
 	}
 	/* n >= DIO_MIN, so a1 > off: every piece holds wanted bytes. */
@@ -1175,11 +1184,12 @@ static int dio_read(struct fstore *fs, int fd, void *buf, size_t n,
 		uint64_t from = p > off ? p : off;
 
 		rc = uring_read(fs->u, fd, b, len, p, &got);
-		if (rc == CAIRN_E_INVAL && p < off + DIO_ALIGN) {
+		if (rc == CAIRN_E_INVAL) {
+			/* Refused (or an alignment this file system wants
+			 * larger): the whole range again, buffered. */
 			cairn_err_clear();
-			__atomic_store_n(&dio_off, 1, __ATOMIC_RELAXED);
-			CAIRN_INFO("objstore", "%s: O_DIRECT reads refused, "
-				   "reading through the page cache", fs->root);
+			dio_refused(fs, "read");
+			*done = 0;
 			if (fcntl(fd, F_SETFL, fl) != 0)
 				return sys_err("fcntl of an object file in", fs->root);
 			return uring_read(fs->u, fd, buf, n, off, done);
