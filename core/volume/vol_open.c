@@ -488,6 +488,17 @@ static void opts_fill(cairn_volume *vol, const vconf *c)
 		vol->pm_cap = VOL_PART_MEM;
 }
 
+/* Uploads the uploader could not finish (open failed, or close with
+ * segments still queued): their in-memory state goes; the next open's
+ * recovery aborts them and uploads the segments again. */
+static void vol_jobs_free(cairn_volume *vol)
+{
+	for (size_t i = 0; i < vol->nq; i++) {
+		vol_mpu_free(vol->q[i].job);
+		vol->q[i].job = NULL;
+	}
+}
+
 static void vol_free(cairn_volume *vol)
 {
 	vol_ship_free(vol);
@@ -711,12 +722,7 @@ int volume_open(const char *dir, const cairn_volume_opts *opts,
 	return 0;
 fail:
 	vol_readers_close(vol);
-	/* Uploads the uploader could not finish: the next open's recovery
-	 * aborts them and uploads the segments again. */
-	for (size_t i = 0; i < vol->nq; i++) {
-		vol_mpu_free(vol->q[i].job);
-		vol->q[i].job = NULL;
-	}
+	vol_jobs_free(vol);
 	vol_free(vol);
 	return rc;
 }
@@ -755,6 +761,7 @@ int volume_close(cairn_volume *vol)
 	}
 	pthread_mutex_unlock(&vol->st_mu);
 	vol_readers_close(vol);
+	vol_jobs_free(vol);
 	vol_free(vol);
 	return rc;
 }

@@ -230,11 +230,28 @@ static void pm_put(cairn_volume *vol, uint8_t *b, uint64_t len)
 	__atomic_sub_fetch(&vol->pm_bytes, len, __ATOMIC_RELAXED);
 }
 
-/* No more hashing (from any thread): the digests known stay usable. */
+/* No more hashing (from any thread): the digests known stay usable, the
+ * copies not taken yet go back to the budget now (the tap never touches
+ * a published copy; the one it is filling it frees when it sees bad). */
 static void vdigest_stop(vdigest *g)
 {
-	if (g)
-		__atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
+	if (!g)
+		return;
+	__atomic_store_n(&g->bad, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&g->mu);
+	for (unsigned i = 0; i < g->ndone; i++) {
+		pm_put(g->vol, g->done[i].mem, g->done[i].memcap);
+		g->done[i].mem = NULL;
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+/* The tap's own copy of the part it is filling, given back (appending
+ * thread only). */
+static void vdigest_drop_cur(vdigest *g)
+{
+	pm_put(g->vol, g->cur, g->end - g->start);
+	g->cur = NULL;
 }
 
 static void vdigest_free(vdigest *g)
@@ -323,7 +340,7 @@ static void vdigest_tap(void *arg, const void *p, size_t n)
 		if (cairn_sha256_update(g->h, b, k)) {
 			cairn_err_clear();
 			vdigest_stop(g);
-			return;
+			break;
 		}
 		if (g->cur)
 			memcpy(g->cur + (g->pos - g->start), b, k);
@@ -333,13 +350,19 @@ static void vdigest_tap(void *arg, const void *p, size_t n)
 		if (g->pos == g->end)
 			vdigest_close(g);
 	}
+	if (g->cur && __atomic_load_n(&g->bad, __ATOMIC_RELAXED))
+		vdigest_drop_cur(g);
 }
 
-/* After the seal: the rest is the last part. */
+/* After the seal: the rest is the last part, and no part follows it
+ * (vdigest_close took a copy for one). */
 static void vdigest_finish(vdigest *g)
 {
-	if (g && !__atomic_load_n(&g->bad, __ATOMIC_RELAXED) && g->pos > g->start)
+	if (!g)
+		return;
+	if (!__atomic_load_n(&g->bad, __ATOMIC_RELAXED) && g->pos > g->start)
 		vdigest_close(g);
+	vdigest_drop_cur(g);
 }
 
 /* The digest of part no, if known, and its copy if one was kept (*mem,
@@ -1379,6 +1402,7 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
 #define VOL_RA_SLACK (1u << 20)
 #define VOL_RA_HIST 8
 #define VOL_RA_EXTRA 4  /* slots beyond the window: the chunks being read */
+#define VOL_RA_BIG (128u << 20)  /* most bytes ahead for a large-piece reader */
 
 enum { RA_FREE = 0, RA_BUSY = 1, RA_READY = 2, RA_FAILED = 3 };
 
@@ -1806,12 +1830,14 @@ void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
 	uint64_t tol = (uint64_t)(ra->win + 2) * vol->o.stream_chunk_avg;
 	int inrun = ra->win && off + tol >= ra->hi && off <= ra->hi + tol;
 	if (seq) {
-		/* A reader of large pieces gets a window of two of them. */
-		uint64_t per = (n + vol->o.stream_chunk_avg - 1) / vol->o.stream_chunk_avg;
+		/* A reader of large pieces gets a window of two of them,
+		 * at most VOL_RA_BIG bytes of chunks. */
+		uint64_t avg = vol->o.stream_chunk_avg, per = (n + avg - 1) / avg;
+		uint64_t big = VOL_RA_BIG / avg < VOL_RA_MAX - VOL_RA_EXTRA
+				       ? VOL_RA_BIG / avg : VOL_RA_MAX - VOL_RA_EXTRA;
 		unsigned cap = vol->o.stream_readahead;
-		if (2 * per > cap)
-			cap = 2 * per < VOL_RA_MAX - VOL_RA_EXTRA ? (unsigned)(2 * per)
-								  : VOL_RA_MAX - VOL_RA_EXTRA;
+		if (2 * per > cap && big > cap)
+			cap = (unsigned)(2 * per < big ? 2 * per : big);
 		ra->win = ra->win ? ra->win * 2 : 2;
 		if (ra->win < per)
 			ra->win = (unsigned)per;
