@@ -145,4 +145,20 @@ static inline int lt_wait_uploaded(cairn_volume *v)
 	return 1;
 }
 
+/* A file name of fsize seeded bytes written, fsynced, closed and
+ * uploaded, its local copies dropped: what a cold read starts from. */
+static inline uint64_t lt_uploaded_file(cairn_volume *v, const char *name, uint64_t fsize,
+					uint64_t seed, uint64_t *rng)
+{
+	cairn_file *f;
+	uint64_t ino = lt_ino(v, name);
+	REQUIRE_OK(volume_file_open(v, ino, &f));
+	REQUIRE_OK(lt_write(f, 0, fsize, seed, rng));
+	REQUIRE_OK(volume_file_fsync(f));
+	CHECK_OK(volume_file_close(f));
+	REQUIRE(lt_wait_uploaded(v) == 0);
+	CHECK_OK(volume_drop_cache(v));
+	return ino;
+}
+
 #endif

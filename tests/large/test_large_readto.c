@@ -123,13 +123,7 @@ int main(void)
 	lt_opts(&o);
 	o.no_dedup = 1;
 	REQUIRE_OK(volume_open(dir, &o, &v));
-	uint64_t ino = lt_ino(v, "big");
-	REQUIRE_OK(volume_file_open(v, ino, &f));
-	REQUIRE_OK(lt_write(f, 0, fsize, seed, &rng));
-	REQUIRE_OK(volume_file_fsync(f));
-	CHECK_OK(volume_file_close(f));
-	REQUIRE(lt_wait_uploaded(v) == 0);
-	CHECK_OK(volume_drop_cache(v));
+	uint64_t ino = lt_uploaded_file(v, "big", fsize, seed, &rng);
 
 	/* A: sequential pieces of three sizes, each pass from a fresh handle. */
 	static const size_t pieces[] = { 256 << 10, 1 << 20, 3000001 };

@@ -28,13 +28,7 @@ int main(void)
 	o.no_dedup = 1;
 	o.stream_readahead = 4;
 	REQUIRE_OK(volume_open(dir, &o, &v));
-	uint64_t ino = lt_ino(v, "ckpt");
-	REQUIRE_OK(volume_file_open(v, ino, &f));
-	REQUIRE_OK(lt_write(f, 0, fsize, seed, &rng));
-	REQUIRE_OK(volume_file_fsync(f));
-	CHECK_OK(volume_file_close(f));
-	REQUIRE(lt_wait_uploaded(v) == 0);
-	CHECK_OK(volume_drop_cache(v));
+	uint64_t ino = lt_uploaded_file(v, "ckpt", fsize, seed, &rng);
 
 	volume_stats(v, &st);
 	uint64_t par0 = st.reads_demand, rb0 = st.read_chunk_bytes;
