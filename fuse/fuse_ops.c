@@ -24,6 +24,10 @@
  *      is re-read from the daemon without that write's bytes and then
  *      served stale (seen by fuse_stress's append/reader case).  A
  *      follower (files change under it) keeps OPEN and decides there.
+ *      A new file created write-only gets FOPEN_DIRECT_IO on its CREATE
+ *      reply: that handle's writes skip the page cache, and the kernel
+ *      drops the cached pages of each direct write's range first, so
+ *      cached readers of the file stay exact (test fuse_wdirect).
  *   4. Written data is staged (then committed within the volume's commit
  *      interval) when the inode's handle is closed: after CFS_IDLE_MS
  *      without a request, at RELEASE (followers, which keep OPEN), at
@@ -873,11 +877,12 @@ static void cfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	uint32_t m = S_IFREG | (mode & 07777), uid, gid;
 	struct fuse_entry_param e;
 	cairn_attr a;
-	int rc;
+	int rc, fresh;
 
 	st_add(fs, CFS_ST_CREATE, 1);
 	if (!(rc = new_owner(req, parent, &m, &uid, &gid)))
 		rc = volume_create(fs->vol, parent, name, m & 07777, uid, gid, &a);
+	fresh = rc == 0;
 	if (rc == CAIRN_E_EXISTS && !(fi->flags & O_EXCL)) {
 		/* Another creator won the race: open what it made. */
 		rc = volume_lookup(fs->vol, parent, name, &a);
@@ -898,9 +903,13 @@ static void cfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	 * created files either (6.18; before that first OPEN it does): the
 	 * data is staged when the handle is idle, as for any open. */
 	fi->fh = 0;
-	fi->direct_io = 0;
+	/* A new file created write-only (torch.save's "wb"): its handle
+	 * writes past the page cache (docs/fuse.md "Write-only creates"). */
+	fi->direct_io = fresh && !fs->follower && (fi->flags & O_ACCMODE) == O_WRONLY;
 	fi->keep_cache = 1;
 	st_add(fs, CFS_ST_KEEP_CACHE, 1);
+	if (fi->direct_io)
+		st_add(fs, CFS_ST_DIRECT_CREATE, 1);
 	memset(&e, 0, sizeof e);
 	e.ino = a.ino;
 	e.generation = 1;
@@ -1797,6 +1806,7 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 		"ops_fsync", "ops_readdir", "ops_xattr", "ops_other",
 		"bytes_read", "bytes_written", "errors", "keep_cache_opens",
 		"inodes_forgotten", "ops_release", "idle_closes",
+		"direct_creates",
 	};
 	cairn_volume_stats vs;
 	size_t cap = 8192, n = 0;
