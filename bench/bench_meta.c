@@ -259,6 +259,7 @@ static double run(int kind, int threads, uint64_t n, int synced, const char *pre
 		}
 	}
 	double t0 = now(), c0 = cpu_s();
+	uint64_t k0 = meta_commits(m);
 	for (int i = 0; i < threads; i++)
 		pthread_create(&th[i], NULL, worker, &j[i]);
 	for (int i = 0; i < threads; i++)
@@ -268,8 +269,10 @@ static double run(int kind, int threads, uint64_t n, int synced, const char *pre
 		if (kind >= K_NCREATE)
 			close(j[i].dfd);
 	if (cases && kind < K_NCREATE)
-		fprintf(stderr, "  [kind %d x%d: %.2f us CPU/op, last page %llu]\n", kind,
-			threads, (cpu_s() - c0) * 1e6 / ((double)n * threads), last_page());
+		fprintf(stderr, "  [kind %d x%d: %.2f us CPU/op, %.2f writes/commit, last page %llu]\n",
+			kind, threads, (cpu_s() - c0) * 1e6 / ((double)n * threads),
+			(double)n * threads / (double)(meta_commits(m) - k0 ? meta_commits(m) - k0 : 1),
+			last_page());
 	return (double)n * threads / dt;
 }
 

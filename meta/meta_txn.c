@@ -6,11 +6,13 @@
  * waits.  When no leader is active, a waiting caller becomes the leader: it
  * takes the whole queue, runs every callback in one LMDB write transaction
  * (each callback's changes followed by its WAL record under the next LSN),
- * commits once, marks the nodes done and gives up leadership.  Callers that
- * asked for META_SYNCED share one sync: the leader, when its batch holds a
- * synced caller, syncs before giving up leadership, so that callers arriving
- * during the fdatasync queue up and share the next commit and sync; N
- * synced callers cost about one LMDB commit and one fdatasync per batch.
+ * commits once, releases the nodes, and, while callers queued meanwhile
+ * (up to META_LEAD_ROUNDS batches), leads their batch too before it gives
+ * up leadership.  Callers that asked for META_SYNCED share one sync: the
+ * leader, when its batch holds a synced caller, syncs before the next
+ * batch, so that callers arriving during the fdatasync queue up and share
+ * the next commit and sync; N synced callers cost about one LMDB commit
+ * and one fdatasync per batch.
  * meta_sync_upto() syncs once for every commit made before it started.
  *
  *   node:  queued --(leader takes queue)--> running --commit--> done
@@ -36,18 +38,24 @@
  *      commit as the records.
  *   3. A callback's result is final only when it failed without changing
  *      anything, or when the batch committed.
- *   4. Waiters look only at their node's `done`, which the leader sets
- *      under q_lock after it is finished with the whole batch: a node lives
- *      on its caller's stack and disappears as soon as done is seen.  Each
- *      waiter sleeps on its node's own condition variable: the leader wakes
- *      the callers of its batch, and, on giving up leadership, the first
- *      queued caller (meta_lead_handoff), not every waiter.
+ *   4. A waiter sleeps on its node's own futex word (state, WN_*), not on
+ *      q_lock.  Its results are final when the state reads DONE; the node
+ *      lives on its caller's stack and disappears as soon as DONE is seen,
+ *      so whoever posts DONE touches the node no more.  A batch is
+ *      released as a chain: the leader posts the first waiter, each
+ *      released waiter the next (its node's `chain`), so one context
+ *      switch of the leader's does not become one per caller.  On giving
+ *      up leadership the leader kicks the first queued caller
+ *      (meta_lead_handoff), not every waiter; a kicked caller that was
+ *      taken into a batch meanwhile (`taken`) waits on for DONE.
  *   5. After an fsync failure (m->failed) no write is accepted: the page
  *      cache may have dropped the data the fsync could not write.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <linux/futex.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,13 +72,46 @@ struct meta_wnode {
 	uint64_t lsn;
 	uint64_t seq;
 	char msg[256];
-	pthread_cond_t cv;  /* its caller waits here (under q_lock) */
+	uint32_t state;     /* WN_*: its caller sleeps on this futex word */
+	int taken;          /* in a leader's batch (under q_lock) */
+	meta_wnode *chain;  /* the batch's next caller to release */
 	meta_wnode *next;
 };
 
+/* A node's state.  Only its caller moves it WAIT -> SLEEP (announcing a
+ * futex wait); the leader moves it to DONE (results final) and the
+ * outgoing leader to KICK (take leadership), the caller back to WAIT. */
+enum { WN_WAIT, WN_SLEEP, WN_KICK, WN_DONE };
+
+static void wn_wait(meta_wnode *n)
+{
+	for (;;) {
+		uint32_t s = __atomic_load_n(&n->state, __ATOMIC_ACQUIRE);
+		if (s == WN_KICK || s == WN_DONE)
+			return;
+		if (s == WN_WAIT &&
+		    !__atomic_compare_exchange_n(&n->state, &s, WN_SLEEP, 0,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			continue;
+		/* EAGAIN (state moved on) and EINTR just loop */
+		(void)syscall(SYS_futex, &n->state, FUTEX_WAIT_PRIVATE, WN_SLEEP, NULL, NULL, 0);
+	}
+}
+
+/* Move n to state s and wake its caller if it sleeps.  After a move to
+ * DONE the node may be gone at once (it lives on its caller's stack): the
+ * wake then hits a dead address, which futex waiters tolerate as a
+ * spurious wake-up. */
+static void wn_post(meta_wnode *n, uint32_t s)
+{
+	uint32_t *w = &n->state;
+	if (__atomic_exchange_n(w, s, __ATOMIC_ACQ_REL) == WN_SLEEP)
+		(void)syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 /* Leadership was just given up (under q_lock): wake whoever should take
  * it next.  lead_acquire() waiters wait on q_cond; of the queued callers
- * only the first is woken, and the others only when their batch is done,
+ * only the first is kicked, and the others only when their batch is done,
  * so a finished batch does not wake every waiter for nothing (each wake-up
  * is a context switch, which on two cores cost as much as the batching
  * saved). */
@@ -78,8 +119,8 @@ void meta_lead_handoff(cairn_meta *m)
 {
 	if (m->lead_want)
 		pthread_cond_broadcast(&m->q_cond);
-	if (m->q_head)
-		pthread_cond_signal(&m->q_head->cv);
+	else if (m->q_head)
+		wn_post(m->q_head, WN_KICK);
 }
 
 int mt_buf_add(mt_buf *b, const void *p, size_t n)
@@ -496,9 +537,68 @@ out:
 	return rc;
 }
 
+uint64_t meta_commits(cairn_meta *m)
+{
+	return __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST);
+}
+
 int meta_sync(cairn_meta *m)
 {
 	return meta_sync_upto(m, __atomic_load_n(&m->commit_seq, __ATOMIC_SEQ_CST), 0);
+}
+
+#define META_LEAD_ROUNDS 16
+
+/* Lead batches: called with q_lock held (released on return), own (the
+ * caller's node) queued.  Nodes are released after q_lock is dropped, so a
+ * woken caller does not block on the lock again at once. */
+static void lead(cairn_meta *m, meta_wnode *own)
+{
+	m->leader = 1;
+	for (int round = 1;; round++) {
+		meta_wnode *b = m->q_head;
+		m->q_head = m->q_tail = NULL;
+		for (meta_wnode *x = b; x; x = x->next)
+			x->taken = 1;
+		pthread_mutex_unlock(&m->q_lock);
+		run_batch(m, b);
+		/* The leader syncs before it hands over: callers arriving
+		 * meanwhile queue up and share the next commit and sync, which
+		 * is what makes SYNCED cheap under concurrency.  A failure is
+		 * sticky and reported by each caller's own meta_sync_upto. */
+		uint64_t sseq = 0;
+		for (meta_wnode *x = b; x; x = x->next)
+			if (x->synced && !x->rc && x->seq > sseq)
+				sseq = x->seq;
+		if (sseq)
+			(void)meta_sync_upto(m, sseq, 1);
+		/* Release the batch as a chain: each released caller releases
+		 * the next (meta_write), so the leader makes one wake-up, not
+		 * one per caller, and the others run on whichever core is
+		 * free.  Touch no node after posting DONE: its caller may
+		 * return at once. */
+		meta_wnode *first = NULL, **tail = &first;
+		for (meta_wnode *x = b; x; x = x->next)
+			if (x != own) {
+				*tail = x;
+				tail = &x->chain;
+			}
+		*tail = NULL;
+		own->state = WN_DONE;
+		if (first)
+			wn_post(first, WN_DONE);
+		/* Callers queued meanwhile: lead their batch too rather than
+		 * wake one of them to do it (a context switch each), for a
+		 * bounded number of rounds so this caller returns too.  Not
+		 * after a sync: next to an fdatasync a hand-over costs nothing,
+		 * and this caller's next synced write joins the next batch. */
+		pthread_mutex_lock(&m->q_lock);
+		if (!m->q_head || m->lead_want || sseq || round == META_LEAD_ROUNDS)
+			break;
+	}
+	m->leader = 0;
+	meta_lead_handoff(m);
+	pthread_mutex_unlock(&m->q_lock);
 }
 
 int meta_write(cairn_meta *m, meta_durability d, unsigned op,
@@ -514,49 +614,32 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 		*lsn_out = 0;
 	if (d != META_RELAXED && d != META_SYNCED)
 		return cairn_errf(CAIRN_E_INVAL, "durability %d is neither relaxed nor synced", (int)d);
-	pthread_cond_init(&n.cv, NULL);
 	pthread_mutex_lock(&m->q_lock);
 	if (m->q_tail)
 		m->q_tail->next = &n;
 	else
 		m->q_head = &n;
 	m->q_tail = &n;
-	while (!n.done) {
-		if (!m->leader && !m->lead_want) {
-			m->leader = 1;
-			meta_wnode *b = m->q_head;
-			m->q_head = m->q_tail = NULL;
-			pthread_mutex_unlock(&m->q_lock);
-			run_batch(m, b);
-			/* The leader syncs before it hands over: callers arriving
-			 * meanwhile queue up and share the next commit and sync,
-			 * which is what makes SYNCED cheap under concurrency.  A
-			 * failure is sticky and reported by each caller's own
-			 * meta_sync_upto below. */
-			uint64_t sseq = 0;
-			for (meta_wnode *x = b; x; x = x->next)
-				if (x->synced && !x->rc && x->seq > sseq)
-					sseq = x->seq;
-			if (sseq)
-				(void)meta_sync_upto(m, sseq, 1);
-			pthread_mutex_lock(&m->q_lock);
-			/* Hand the results over under q_lock and touch no node
-			 * afterwards: a waiter that sees done returns, and its
-			 * node (on its stack) is gone. */
-			for (meta_wnode *x = b, *nx; x; x = nx) {
-				nx = x->next;
-				x->done = 1;
-				if (x != &n)
-					pthread_cond_signal(&x->cv);
-			}
-			m->leader = 0;
-			meta_lead_handoff(m);
-		} else {
-			pthread_cond_wait(&n.cv, &m->q_lock);
+	for (;;) {
+		uint32_t s = __atomic_load_n(&n.state, __ATOMIC_ACQUIRE);
+		if (s == WN_DONE)
+			break;
+		/* a kicked caller may have been taken into a batch since */
+		if (!n.taken && !m->leader && !m->lead_want) {
+			lead(m, &n);
+			goto led;
 		}
+		if (s == WN_KICK)  /* a lost race for leadership: wait again */
+			__atomic_compare_exchange_n(&n.state, &s, WN_WAIT, 0,
+						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+		pthread_mutex_unlock(&m->q_lock);
+		wn_wait(&n);
+		pthread_mutex_lock(&m->q_lock);
 	}
 	pthread_mutex_unlock(&m->q_lock);
-	pthread_cond_destroy(&n.cv);
+	if (n.chain)
+		wn_post(n.chain, WN_DONE);
+led:
 	if (n.rc)
 		return cairn_err_set(n.rc, n.msg);
 	if (d == META_SYNCED && n.seq) {

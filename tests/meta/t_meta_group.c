@@ -1,0 +1,239 @@
+/*
+ * t_meta_group.c - group commit under more writers than cores: every
+ * caller gets its own result (success, a failure before any change, a
+ * failure after changes that the batch must undo, a no-op), a success is
+ * visible to a new read transaction the moment meta_write returns, every
+ * logged transaction has exactly one LSN and the LSNs are dense, and the
+ * WAL record under each LSN is the one its caller wrote.  A ninth thread
+ * keeps taking leadership for checkpoints (meta_sync) meanwhile.  Lost
+ * wake-ups hang (the test's timeout fails it); a result posted before
+ * its batch committed fails the visibility check.
+ *
+ * CAIRN_TEST_SCALE multiplies the operations per thread (default 5,000).
+ */
+#include <pthread.h>
+
+#include "t.h"
+#include "meta_t.h"
+#include "meta_int.h"
+
+#define NTHR 8
+
+static cairn_meta *m;
+static int writers_done;
+
+enum { K_CREATE, K_SYNCED, K_FAIL_EARLY, K_FAIL_LATE, K_NOOP, K_NKIND };
+
+typedef struct res { uint64_t lsn; int kind; int rc; } res;
+
+typedef struct thr_arg {
+	int id;
+	uint64_t n, seed;
+	res *r;
+	int bad;
+	char first[24];
+	char why[160];
+} thr_arg;
+
+typedef struct two { char a[24], b[24]; } two;
+
+/* two new directories, or (same names) a failure after the first */
+static int two_fn(meta_txn *t, void *arg)
+{
+	two *x = arg;
+	int rc = meta_mkdir(t, META_ROOT_INO, x->a, 0755, 0, 0, NULL);
+	if (!rc)
+		rc = meta_mkdir(t, META_ROOT_INO, x->b, 0755, 0, 0, NULL);
+	return rc;
+}
+
+static int noop_fn(meta_txn *t, void *arg)
+{
+	(void)arg;
+	meta_attr a;
+	return meta_getattr(t, META_ROOT_INO, &a);
+}
+
+static const unsigned kind_op[K_NKIND] = {
+	[K_CREATE] = META_OP_CREATE, [K_SYNCED] = META_OP_CREATE,
+	[K_FAIL_EARLY] = META_OP_CREATE, [K_FAIL_LATE] = META_OP_MKDIR,
+	[K_NOOP] = META_OP_OTHER,
+};
+
+static void *writer(void *arg)
+{
+	thr_arg *a = arg;
+	uint64_t s = a->seed ^ (uint64_t)a->id * 0x9e3779b97f4a7c15ULL;
+	for (uint64_t i = 0; i < a->n && !a->bad; i++) {
+		int kind = (int)(t_rand(&s) % K_NKIND);
+		char name[24];
+		snprintf(name, sizeof name, "w%d-%llu", a->id, (unsigned long long)i);
+		uint64_t lsn = 1;
+		int rc, want = 0;
+		if (kind == K_CREATE || kind == K_SYNCED || kind == K_FAIL_EARLY) {
+			/* a failing create names the thread's first file again */
+			t_op o = { .kind = TO_CREATE, .a = META_ROOT_INO, .mode = 0644,
+				   .s1 = kind == K_FAIL_EARLY ? a->first : name };
+			want = kind == K_FAIL_EARLY ? CAIRN_E_EXISTS : 0;
+			rc = meta_write(m, kind == K_SYNCED ? META_SYNCED : META_RELAXED,
+					kind_op[kind], t_op_fn, &o, &lsn);
+		} else if (kind == K_FAIL_LATE) {
+			two x;
+			snprintf(x.a, sizeof x.a, "d%d-%llu", a->id, (unsigned long long)i);
+			memcpy(x.b, x.a, sizeof x.b);
+			want = CAIRN_E_EXISTS;
+			rc = meta_write(m, META_RELAXED, kind_op[kind], two_fn, &x, &lsn);
+		} else {
+			rc = meta_write(m, META_RELAXED, kind_op[kind], noop_fn, NULL, &lsn);
+		}
+		a->r[i] = (res){ lsn, kind, rc };
+		if (rc != want) {
+			snprintf(a->why, sizeof a->why, "thread %d op %llu kind %d: rc %d, want %d (%s)",
+				 a->id, (unsigned long long)i, kind, rc, want, cairn_errmsg());
+			a->bad = 1;
+			break;
+		}
+		/* logged: an LSN; failed or read-only: none */
+		int logged = !rc && kind != K_NOOP;
+		if (logged != (lsn != 0)) {
+			snprintf(a->why, sizeof a->why, "thread %d op %llu kind %d: LSN %llu",
+				 a->id, (unsigned long long)i, kind, (unsigned long long)lsn);
+			a->bad = 1;
+			break;
+		}
+		/* returned means committed: a new reader sees it now */
+		if (kind == K_CREATE || kind == K_SYNCED || kind == K_FAIL_LATE) {
+			char d[24];
+			snprintf(d, sizeof d, "d%d-%llu", a->id, (unsigned long long)i);
+			int lrc = r_lookup(m, META_ROOT_INO, kind == K_FAIL_LATE ? d : name, NULL);
+			if (lrc != (kind == K_FAIL_LATE ? CAIRN_E_NOTFOUND : 0)) {
+				snprintf(a->why, sizeof a->why,
+					 "thread %d op %llu kind %d: lookup after return: rc %d",
+					 a->id, (unsigned long long)i, kind, lrc);
+				a->bad = 1;
+			}
+		}
+	}
+	return NULL;
+}
+
+static void *syncer(void *arg)
+{
+	int *fails = arg;
+	while (!__atomic_load_n(&writers_done, __ATOMIC_ACQUIRE)) {
+		if (meta_sync(m))
+			(*fails)++;
+		usleep(200);
+	}
+	return NULL;
+}
+
+typedef struct walchk { uint64_t base, n, seen, bad_op; const unsigned *op; } walchk;
+
+static int wal_cb(uint64_t lsn, const void *rec, size_t len, void *arg)
+{
+	walchk *w = arg;
+	uint64_t hl;
+	unsigned op;
+	uint32_t ne;
+	if (meta_wal_decode(rec, len, &hl, &op, &ne) || hl != lsn || lsn <= w->base ||
+	    lsn > w->base + w->n)
+		return 1;
+	if (w->op[lsn - w->base - 1] != op)
+		w->bad_op++;
+	w->seen++;
+	return 0;
+}
+
+int main(void)
+{
+	const char *base = t_tmpdir("meta_group");
+	meta_opts o = t_opts();
+	o.wal_keep = 100000000;  /* the check reads every record back */
+	REQUIRE_OK(meta_open(base, &o, &m));
+
+	uint64_t n = t_scaled(5000), seed = t_seed();
+	thr_arg a[NTHR];
+	pthread_t th[NTHR], sy;
+	int sync_fails = 0;
+	for (int i = 0; i < NTHR; i++) {
+		a[i] = (thr_arg){ .id = i, .n = n, .seed = seed };
+		snprintf(a[i].first, sizeof a[i].first, "first%d", i);
+		REQUIRE_OK(w_create(m, META_ROOT_INO, a[i].first, NULL));
+		a[i].r = calloc(n, sizeof *a[i].r);
+		REQUIRE(a[i].r);
+	}
+	uint64_t f0, l0;
+	REQUIRE_OK(meta_wal_bounds(m, &f0, &l0));
+	REQUIRE(pthread_create(&sy, NULL, syncer, &sync_fails) == 0);
+	for (int i = 0; i < NTHR; i++)
+		REQUIRE(pthread_create(&th[i], NULL, writer, &a[i]) == 0);
+	for (int i = 0; i < NTHR; i++)
+		pthread_join(th[i], NULL);
+	__atomic_store_n(&writers_done, 1, __ATOMIC_RELEASE);
+	pthread_join(sy, NULL);
+	CHECK(sync_fails == 0);
+	int bad = 0;
+	for (int i = 0; i < NTHR; i++)
+		if (a[i].bad) {
+			printf("FAIL: %s\n", a[i].why);
+			bad = 1;
+		}
+	REQUIRE(!bad);
+
+	/* every logged transaction has one LSN, and they are dense after l0 */
+	uint64_t logged = 0, dup = 0, out = 0;
+	for (int i = 0; i < NTHR; i++)
+		for (uint64_t j = 0; j < n; j++)
+			logged += a[i].r[j].lsn != 0;
+	unsigned *op = calloc(logged, sizeof *op);
+	REQUIRE(op);
+	for (int i = 0; i < NTHR; i++)
+		for (uint64_t j = 0; j < n; j++) {
+			uint64_t l = a[i].r[j].lsn;
+			if (!l)
+				continue;
+			if (l <= l0 || l > l0 + logged) {
+				out++;
+				continue;
+			}
+			if (op[l - l0 - 1])
+				dup++;
+			op[l - l0 - 1] = kind_op[a[i].r[j].kind];
+		}
+	CHECK(out == 0 && dup == 0);
+	uint64_t f1, l1;
+	CHECK_OK(meta_wal_bounds(m, &f1, &l1));
+	CHECK(l1 == l0 + logged);
+	walchk w = { l0, logged, 0, 0, op };
+	CHECK_OK(meta_wal_read(m, l0 + 1, wal_cb, &w));
+	CHECK(w.seen == logged && w.bad_op == 0);
+	printf("%llu writes by %d threads, %llu logged, in %llu LMDB commits\n",
+	       (unsigned long long)(n * NTHR), NTHR, (unsigned long long)logged,
+	       (unsigned long long)meta_commits(m));
+
+	/* what each thread created is there; what failed late left nothing */
+	for (int i = 0; i < NTHR; i++)
+		for (uint64_t j = 0; j < n; j++) {
+			char name[24];
+			int k = a[i].r[j].kind;
+			if (k == K_NOOP || k == K_FAIL_EARLY)
+				continue;
+			snprintf(name, sizeof name, k == K_FAIL_LATE ? "d%d-%llu" : "w%d-%llu", i,
+				 (unsigned long long)j);
+			int rc = r_lookup(m, META_ROOT_INO, name, NULL);
+			if (rc != (k == K_FAIL_LATE ? CAIRN_E_NOTFOUND : 0)) {
+				printf("FAIL: %s: rc %d\n", name, rc);
+				bad = 1;
+			}
+		}
+	CHECK(!bad);
+	meta_fsck_result fr;
+	CHECK_OK(meta_fsck(m, 0, stdout, &fr));
+	CHECK(fr.problems == 0);
+	CHECK_OK(meta_close(m));
+	for (int i = 0; i < NTHR; i++)
+		free(a[i].r);
+	free(op);
+	return t_done();
+}
