@@ -67,7 +67,6 @@ struct meta_wnode {
 	unsigned op;
 	int synced;
 	int rc;
-	int done;
 	int final;
 	uint64_t lsn;
 	uint64_t seq;
@@ -549,9 +548,20 @@ int meta_sync(cairn_meta *m)
 
 #define META_LEAD_ROUNDS 16
 
+/* Whether a queued caller wants META_SYNCED (under q_lock): its batch ends
+ * in a checkpoint, which a caller whose own write is done should not wait
+ * for. */
+static int queue_synced(const cairn_meta *m)
+{
+	for (const meta_wnode *x = m->q_head; x; x = x->next)
+		if (x->synced)
+			return 1;
+	return 0;
+}
+
 /* Lead batches: called with q_lock held (released on return), own (the
- * caller's node) queued.  Nodes are released after q_lock is dropped, so a
- * woken caller does not block on the lock again at once. */
+ * caller's node) queued.  Nodes are released after q_lock is dropped, and
+ * a released caller returns without taking it (meta_write). */
 static void lead(cairn_meta *m, meta_wnode *own)
 {
 	m->leader = 1;
@@ -590,10 +600,11 @@ static void lead(cairn_meta *m, meta_wnode *own)
 		/* Callers queued meanwhile: lead their batch too rather than
 		 * wake one of them to do it (a context switch each), for a
 		 * bounded number of rounds so this caller returns too.  Not
-		 * after a sync: next to an fdatasync a hand-over costs nothing,
-		 * and this caller's next synced write joins the next batch. */
+		 * after a sync or before one: next to an fdatasync a hand-over
+		 * costs nothing, and this caller would wait for it. */
 		pthread_mutex_lock(&m->q_lock);
-		if (!m->q_head || m->lead_want || sseq || round == META_LEAD_ROUNDS)
+		if (!m->q_head || m->lead_want || sseq || round == META_LEAD_ROUNDS ||
+		    queue_synced(m))
 			break;
 	}
 	m->leader = 0;
@@ -634,9 +645,14 @@ int meta_write(cairn_meta *m, meta_durability d, unsigned op,
 						    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 		pthread_mutex_unlock(&m->q_lock);
 		wn_wait(&n);
+		/* released: nothing left to do under q_lock (taking it here
+		 * would put every link of the chain through the lock) */
+		if (__atomic_load_n(&n.state, __ATOMIC_ACQUIRE) == WN_DONE)
+			goto released;
 		pthread_mutex_lock(&m->q_lock);
 	}
 	pthread_mutex_unlock(&m->q_lock);
+released:
 	if (n.chain)
 		wn_post(n.chain, WN_DONE);
 led:

@@ -137,12 +137,12 @@ enum {
  * CAIRN_E_IO (commit or fsync failed; after a failed fsync the environment
  * refuses every further write: reopen it).  lsn_out may be NULL; it gets 0
  * when fn changed nothing. */
+int meta_write(cairn_meta *m, meta_durability d, unsigned op,
+	       meta_write_fn fn, void *arg, uint64_t *lsn_out);
+
 /* LMDB write commits made since open: meta_write calls per commit is how
  * well group commit batches (bench/bench_meta reports it). */
 uint64_t meta_commits(cairn_meta *m);
-
-int meta_write(cairn_meta *m, meta_durability d, unsigned op,
-	       meta_write_fn fn, void *arg, uint64_t *lsn_out);
 
 /* The environment a transaction belongs to. */
 cairn_meta *meta_txn_env(meta_txn *t);
