@@ -65,6 +65,27 @@ static int t_op_fn(meta_txn *t, void *arg)
 	return CAIRN_E_INVAL;
 }
 
+/* Two new directories a and b under the root in one write; with a == b the
+ * second fails after the first changed something (the batch must undo
+ * it). */
+typedef struct t_two { char a[24], b[24]; } t_two;
+static inline int t_two_fn(meta_txn *t, void *arg)
+{
+	t_two *x = arg;
+	int rc = meta_mkdir(t, META_ROOT_INO, x->a, 0755, 0, 0, NULL);
+	if (!rc)
+		rc = meta_mkdir(t, META_ROOT_INO, x->b, 0755, 0, 0, NULL);
+	return rc;
+}
+
+/* A write that changes nothing (no WAL record, no LSN). */
+static inline int t_noop_fn(meta_txn *t, void *arg)
+{
+	(void)arg;
+	meta_attr a;
+	return meta_getattr(t, META_ROOT_INO, &a);
+}
+
 static inline int t_run(cairn_meta *m, t_op *o)
 {
 	return meta_write(m, mt_dur, META_OP_OTHER, t_op_fn, o, NULL);

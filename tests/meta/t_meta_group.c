@@ -43,25 +43,6 @@ typedef struct thr_arg {
 	char why[160];
 } thr_arg;
 
-typedef struct two { char a[24], b[24]; } two;
-
-/* two new directories, or (same names) a failure after the first */
-static int two_fn(meta_txn *t, void *arg)
-{
-	two *x = arg;
-	int rc = meta_mkdir(t, META_ROOT_INO, x->a, 0755, 0, 0, NULL);
-	if (!rc)
-		rc = meta_mkdir(t, META_ROOT_INO, x->b, 0755, 0, 0, NULL);
-	return rc;
-}
-
-static int noop_fn(meta_txn *t, void *arg)
-{
-	(void)arg;
-	meta_attr a;
-	return meta_getattr(t, META_ROOT_INO, &a);
-}
-
 static const unsigned kind_op[K_NKIND] = {
 	[K_CREATE] = META_OP_CREATE, [K_SYNCED] = META_OP_CREATE,
 	[K_FAIL_EARLY] = META_OP_CREATE, [K_FAIL_LATE] = META_OP_MKDIR,
@@ -86,13 +67,13 @@ static void *writer(void *arg)
 			rc = meta_write(m, kind == K_SYNCED ? META_SYNCED : META_RELAXED,
 					kind_op[kind], t_op_fn, &o, &lsn);
 		} else if (kind == K_FAIL_LATE) {
-			two x;
+			t_two x;
 			snprintf(x.a, sizeof x.a, "d%d-%llu", a->id, (unsigned long long)i);
 			memcpy(x.b, x.a, sizeof x.b);
 			want = CAIRN_E_EXISTS;
-			rc = meta_write(m, META_RELAXED, kind_op[kind], two_fn, &x, &lsn);
+			rc = meta_write(m, META_RELAXED, kind_op[kind], t_two_fn, &x, &lsn);
 		} else {
-			rc = meta_write(m, META_RELAXED, kind_op[kind], noop_fn, NULL, &lsn);
+			rc = meta_write(m, META_RELAXED, kind_op[kind], t_noop_fn, NULL, &lsn);
 		}
 		a->r[i] = (res){ lsn, kind, rc };
 		if (rc != want) {
@@ -154,6 +135,15 @@ static int wal_cb(uint64_t lsn, const void *rec, size_t len, void *arg)
 }
 
 
+/* A fresh environment in base/name. */
+static void open_sub(const char *base, const char *name, const meta_opts *o, cairn_meta **out)
+{
+	char dir[600];
+	snprintf(dir, sizeof dir, "%s/%s", base, name);
+	REQUIRE(mkdir(dir, 0755) == 0);
+	REQUIRE_OK(meta_open(dir, o, out));
+}
+
 /* ---- hand-over after a synced batch ---- */
 
 static cairn_meta *hm;
@@ -190,14 +180,11 @@ static void *h_second(void *arg)
 
 static void phase_handover(const char *base)
 {
-	char dir[600];
-	snprintf(dir, sizeof dir, "%s/handover", base);
-	REQUIRE(mkdir(dir, 0755) == 0);
 	meta_opts o = t_opts();
 	/* no flusher, no checkpoint threads: nobody else hands over */
 	o.flush_interval_ms = 0;
 	o.safe_relaxed = META_RELAXED_SYNC_EACH;
-	REQUIRE_OK(meta_open(dir, &o, &hm));
+	open_sub(base, "handover", &o, &hm);
 	int r1 = -1, r2 = -1;
 	pthread_t a, b;
 	alarm(60);  /* a lost hand-over hangs: fail instead */
@@ -239,11 +226,8 @@ static void *f_writer(void *arg)
 
 static void phase_commit_fault(const char *base)
 {
-	char dir[600];
-	snprintf(dir, sizeof dir, "%s/fault", base);
-	REQUIRE(mkdir(dir, 0755) == 0);
 	meta_opts o = t_opts();
-	REQUIRE_OK(meta_open(dir, &o, &hm));
+	open_sub(base, "fault", &o, &hm);
 	meta_fault_set(hm, MF_COMMIT, 40, EIO);
 	fthr f[NTHR];
 	pthread_t th[NTHR];
@@ -271,12 +255,9 @@ int main(void)
 	const char *base = t_tmpdir("meta_group");
 	phase_handover(base);
 	phase_commit_fault(base);
-	char dir[600];
-	snprintf(dir, sizeof dir, "%s/stress", base);
-	REQUIRE(mkdir(dir, 0755) == 0);
 	meta_opts o = t_opts();
 	o.wal_keep = 100000000;  /* the check reads every record back */
-	REQUIRE_OK(meta_open(dir, &o, &m));
+	open_sub(base, "stress", &o, &m);
 
 	uint64_t n = t_scaled(5000), seed = t_seed();
 	thr_arg a[NTHR];

@@ -34,23 +34,6 @@ static int scan_cb(uint64_t lsn, const void *rec, size_t len, void *arg)
 	return 0;
 }
 
-typedef struct two { char a[16], b[16]; } two;
-static int two_fn(meta_txn *t, void *arg)
-{
-	two *x = arg;
-	int rc = meta_mkdir(t, META_ROOT_INO, x->a, 0755, 0, 0, NULL);
-	if (!rc)
-		rc = meta_mkdir(t, META_ROOT_INO, x->b, 0755, 0, 0, NULL);
-	return rc;
-}
-
-static int noop_fn(meta_txn *t, void *arg)
-{
-	(void)arg;
-	meta_attr a;
-	return meta_getattr(t, META_ROOT_INO, &a);
-}
-
 static void *thr(void *arg)
 {
 	int id = (int)(uintptr_t)arg;
@@ -71,10 +54,10 @@ static void *thr_mixed(void *arg)
 {
 	int id = (int)(uintptr_t)arg;
 	for (int i = 0; i < 100; i++) {
-		two x;
+		t_two x;
 		snprintf(x.a, sizeof x.a, "m%d-%d", id, i);
 		snprintf(x.b, sizeof x.b, i % 2 ? "m%d-%d" : "n%d-%d", id, i);
-		int rc = meta_write(m, META_RELAXED, META_OP_MKDIR, two_fn, &x, NULL);
+		int rc = meta_write(m, META_RELAXED, META_OP_MKDIR, t_two_fn, &x, NULL);
 		if (rc != (i % 2 ? CAIRN_E_EXISTS : 0))
 			return (void *)1;
 	}
@@ -106,15 +89,15 @@ int main(void)
 	CHECK(f0 == 1 && l0 == 1);  /* the format record */
 
 	/* one record per transaction; none for failures or no-ops */
-	two x = { "x1", "x2" };
-	CHECK_OK(meta_write(m, META_SYNCED, META_OP_MKDIR, two_fn, &x, &lsn));
+	t_two x = { "x1", "x2" };
+	CHECK_OK(meta_write(m, META_SYNCED, META_OP_MKDIR, t_two_fn, &x, &lsn));
 	CHECK(lsn == 2);
-	CHECK_RC(meta_write(m, META_SYNCED, META_OP_MKDIR, two_fn, &x, &lsn), CAIRN_E_EXISTS);
+	CHECK_RC(meta_write(m, META_SYNCED, META_OP_MKDIR, t_two_fn, &x, &lsn), CAIRN_E_EXISTS);
 	CHECK(lsn == 0);
-	two y = { "y1", "x1" };  /* fails after a change: nothing may remain */
-	CHECK_RC(meta_write(m, META_RELAXED, META_OP_MKDIR, two_fn, &y, &lsn), CAIRN_E_EXISTS);
+	t_two y = { "y1", "x1" };  /* fails after a change: nothing may remain */
+	CHECK_RC(meta_write(m, META_RELAXED, META_OP_MKDIR, t_two_fn, &y, &lsn), CAIRN_E_EXISTS);
 	CHECK_RC(r_lookup(m, META_ROOT_INO, "y1", NULL), CAIRN_E_NOTFOUND);
-	CHECK_OK(meta_write(m, META_RELAXED, 0, noop_fn, NULL, &lsn));
+	CHECK_OK(meta_write(m, META_RELAXED, 0, t_noop_fn, NULL, &lsn));
 	CHECK(lsn == 0);
 	CHECK_OK(meta_wal_bounds(m, &f1, &l1));
 	CHECK(l1 == 2);
