@@ -826,15 +826,13 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	unsigned psize = m->psize;
 	size_t stride = ck_stride(psize);
 
-	if (!force) {
-		/* the common case (a synced caller whose leader synced) costs
-		 * no leadership */
-		pthread_mutex_lock(&m->sync_lock);
-		int done = m->synced_seq >= seq && !m->failed;
-		pthread_mutex_unlock(&m->sync_lock);
-		if (done)
-			return 0;
-	}
+	/* The common case (a synced caller whose leader synced) costs no
+	 * leadership and no lock: sync_lock is held by a checkpoint for its
+	 * whole fdatasync, and a caller already covered would wait for it.
+	 * synced_seq is stored (release) only once its slot is durable. */
+	if (!force && __atomic_load_n(&m->synced_seq, __ATOMIC_ACQUIRE) >= seq &&
+	    !__atomic_load_n(&m->failed, __ATOMIC_ACQUIRE))
+		return 0;
 	if ((flags & MCK_PRESYNC) && !have_leader) {
 		/* From the capture until the new slot is durable nothing freed
 		 * since the previous epoch's pin is reused: every commit then
@@ -881,7 +879,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	uint64_t txnid = info.me_last_txnid;
 	if (txnid == m->ck_txnid && m->ck_fd >= 0 && !force) {
 		/* batches that changed nothing commit no LMDB transaction */
-		m->synced_seq = cseq;
+		__atomic_store_n(&m->synced_seq, cseq, __ATOMIC_RELEASE);
 		meta_durable_note(m, clsn);
 		goto out;
 	}
@@ -994,7 +992,7 @@ int meta_ckpt(cairn_meta *m, uint64_t seq, int have_leader, unsigned flags)
 	m->ck_seq = s.seq;
 	m->ck_txnid = txnid;
 	if (cseq > m->synced_seq)
-		m->synced_seq = cseq;
+		__atomic_store_n(&m->synced_seq, cseq, __ATOMIC_RELEASE);
 	meta_durable_note(m, clsn);
 	/* the new slot is durable: the previous snapshot may now be reused */
 	if (m->undo) {

@@ -144,7 +144,8 @@ struct cairn_meta {
 	char failmsg[256];
 
 	pthread_mutex_t sync_lock;
-	uint64_t synced_seq;
+	uint64_t synced_seq;    /* written under sync_lock (release), read
+	                           without it by covered callers */
 
 	/* flusher */
 	pthread_t flusher;

@@ -502,6 +502,11 @@ int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader)
 	int rc = 0;
 	if (m->opts.safe_relaxed == META_RELAXED_PINNED)
 		return meta_ckpt(m, seq, have_leader, 0);
+	/* covered already: no need to wait for a sync in progress (stored
+	 * with release after its fdatasync) */
+	if (__atomic_load_n(&m->synced_seq, __ATOMIC_ACQUIRE) >= seq &&
+	    !__atomic_load_n(&m->failed, __ATOMIC_ACQUIRE))
+		return 0;
 	pthread_mutex_lock(&m->sync_lock);
 	if (m->failed) {
 		rc = cairn_errf(CAIRN_E_IO, "metadata sync failed earlier (%s); reopen", m->failmsg);
@@ -529,7 +534,7 @@ int meta_sync_upto(cairn_meta *m, uint64_t seq, int have_leader)
 		CAIRN_ERROR("meta", "%s", cairn_errmsg());
 		goto out;
 	}
-	m->synced_seq = target;
+	__atomic_store_n(&m->synced_seq, target, __ATOMIC_RELEASE);
 	meta_durable_note(m, dlsn);
 out:
 	pthread_mutex_unlock(&m->sync_lock);
