@@ -43,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cairn/codec.h"
 #include "cairn/err.h"
 #include "cairn/log.h"
 #include "objstore_int.h"
@@ -856,6 +857,12 @@ static void req_run(cairn_objstore *os, cairn_obj_req *r)
 		break;
 	case OBJ_OP_GET:
 		r->rc = objstore_get(os, r->key, r->off, r->buf, r->len, &r->got);
+		r->crc = 0;
+		if (!r->rc && r->crc_len && r->crc_off <= r->len &&
+		    r->crc_len <= r->len - r->crc_off &&
+		    r->got >= r->crc_off + r->crc_len)
+			r->crc = cairn_crc32c(0, (const uint8_t *)r->buf + r->crc_off,
+					      r->crc_len);
 		break;
 	case OBJ_OP_HEAD:
 		r->rc = objstore_head(os, r->key, &r->info);

@@ -1160,22 +1160,55 @@ static void dio_refused(struct fstore *fs, const char *how)
 			   "through the page cache", fs->root, how);
 }
 
+/* A direct read was refused (EINVAL: by the file system, or an alignment
+ * it wants larger): the descriptor's flags back to fl, and the whole range
+ * again, buffered; from now on this store reads buffered. */
+static int dio_again(struct fstore *fs, int fd, int fl, void *buf, size_t n,
+		     uint64_t off, size_t *done)
+{
+	cairn_err_clear();
+	dio_refused(fs, "read");
+	*done = 0;
+	if (fcntl(fd, F_SETFL, fl) != 0)
+		return sys_err("fcntl of an object file in", fs->root);
+	return uring_read(fs->u, fd, buf, n, off, done);
+}
+
+/* Read [off, off+n) of fd into buf; cap (>= n) is how many bytes buf
+ * holds.  When buf and off are aligned and cap holds n rounded up to the
+ * alignment, the read goes straight into buf as one O_DIRECT request (the
+ * block layer splits it and sends the pieces at once; at the end of the
+ * file the read stops there): no bounce copy.  Callers that want this
+ * (the volume's readahead) ask for aligned ranges into aligned buffers. */
 static int dio_read(struct fstore *fs, int fd, void *buf, size_t n,
-		    uint64_t off, size_t *done)
+		    size_t cap, uint64_t off, size_t *done)
 {
 	uint64_t end = off + n, p = off & ~(uint64_t)(DIO_ALIGN - 1);
 	uint64_t a1 = end & ~(uint64_t)(DIO_ALIGN - 1);
-	char *b;
+	size_t up = (n + DIO_ALIGN - 1) & ~(size_t)(DIO_ALIGN - 1);
+	int straight = ((uintptr_t)buf | off) % DIO_ALIGN == 0 && up <= cap;
+	char *b = NULL;
 	int fl, rc = 0;
 
 	*done = 0;
 	if (n < DIO_MIN || __atomic_load_n(&fs->dio_off, __ATOMIC_RELAXED) ||
-	    !(b = uring_tbuf_get(&dio_buf)) || (fl = fcntl(fd, F_GETFL)) < 0)
+	    (!straight && !(b = uring_tbuf_get(&dio_buf))) ||
+	    (fl = fcntl(fd, F_GETFL)) < 0)
 		return uring_read(fs->u, fd, buf, n, off, done);
 	if (fcntl(fd, F_SETFL, fl | O_DIRECT) != 0) {
 		if (errno == EINVAL)
 			dio_refused(fs, "fcntl");
 		return uring_read(fs->u, fd, buf, n, off, done);
+	}
+	if (straight) {
+		size_t got = 0;
+		rc = uring_read(fs->u, fd, buf, up, off, &got);
+		if (rc == CAIRN_E_INVAL)
+			return dio_again(fs, fd, fl, buf, n, off, done);
+		*done = got < n ? got : n;
+		if (fcntl(fd, F_SETFL, fl) != 0 && !rc)
+			rc = sys_err("fcntl of an object file in", fs->root);
+		return rc;
 	}
 	/* n >= DIO_MIN, so a1 > off: every piece holds wanted bytes. */
 	while (p < a1) {
@@ -1184,16 +1217,8 @@ static int dio_read(struct fstore *fs, int fd, void *buf, size_t n,
 		uint64_t from = p > off ? p : off;
 
 		rc = uring_read(fs->u, fd, b, len, p, &got);
-		if (rc == CAIRN_E_INVAL) {
-			/* Refused (or an alignment this file system wants
-			 * larger): the whole range again, buffered. */
-			cairn_err_clear();
-			dio_refused(fs, "read");
-			*done = 0;
-			if (fcntl(fd, F_SETFL, fl) != 0)
-				return sys_err("fcntl of an object file in", fs->root);
-			return uring_read(fs->u, fd, buf, n, off, done);
-		}
+		if (rc == CAIRN_E_INVAL)
+			return dio_again(fs, fd, fl, buf, n, off, done);
 		if (rc || p + got <= from)
 			break;
 		memcpy((char *)buf + (from - off), b + (from - p), p + got - from);
@@ -1287,8 +1312,8 @@ static int man_read(struct fstore *fs, const struct objstore_file_manifest *m,
 			/* One part after the other, each direct if large. */
 			for (size_t j = 0; !rc && j < nops; j++)
 				rc = dio_read(fs, ops[j].fd, ops[j].buf,
-					      ops[j].len, ops[j].off,
-					      &ops[j].done);
+					      ops[j].len, ops[j].len,
+					      ops[j].off, &ops[j].done);
 		} else if (!rc && nops) {
 			rc = uring_run(fs->u, ops, nops);
 		}
@@ -1343,7 +1368,7 @@ static int get_once(struct fstore *fs, const char *key, uint64_t off,
 				   ? (size_t)((uint64_t)st.st_size - off)
 				   : (size_t)len;
 		size_t done = 0;
-		rc = dio_read(fs, fd, buf, n, off, &done);
+		rc = dio_read(fs, fd, buf, n, (size_t)len, off, &done);
 		if (rc)
 			rc = cairn_err_wrap(rc, "read object file");
 		else

@@ -1374,7 +1374,8 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
  * uploaded stream segments fetched ahead of a sequential reader into a few
  * slots.  Each read is classified when it arrives (vol_stream_ra_note,
  * before the read, so that concurrent reads see each other):
- *   - sequential: it starts where the previous read ended (give or take
+ *   - sequential: it is the first read of the file and starts at its
+ *     beginning, or it starts where the previous read ended (give or take
  *     VOL_RA_SLACK), or exactly where one of the last VOL_RA_HIST reads
  *     ended, or ends exactly where one of them started (requests of one
  *     sequential reader arriving out of order: the kernel's readahead
@@ -1385,11 +1386,14 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
  *     early request of the same reader): the window is kept;
  *   - anything else resets it to 0 (random reads fetch only what they
  *     touch).
- * While the window is open, a read of part of a chunk that no slot holds
- * starts a slot for the whole chunk, so that the other requests for the
- * same chunk wait for that one GET instead of each decoding the chunk;
- * so does a read in the file's first stream_chunk_avg bytes (the window
- * is still closed when a sequential reader's first requests arrive).
+ * While the window is open, a read of a chunk that no slot holds starts
+ * a slot for the whole chunk (a read of part of it: so that the other
+ * requests for the same chunk wait for that one GET instead of each
+ * decoding the chunk; a read of all of it: so that it is read straight
+ * into reused slot memory instead of through a bounce buffer); a read of
+ * part of a chunk in the file's first stream_chunk_avg bytes does too (the
+ * window is still closed when the first requests of a sequential reader
+ * that did not start at 0 arrive).
  * Readahead after a read fetches the window's chunks after the run's
  * front (ra->hi), not after a late request.  Up to win + VOL_RA_EXTRA
  * slots are live; a new one reuses the best victim (ra_victim): slots
@@ -1403,14 +1407,25 @@ int vol_stream_overlay(cairn_volume *vol, vinode *vi, uint8_t *buf, uint64_t off
 #define VOL_RA_HIST 8
 #define VOL_RA_EXTRA 4  /* slots beyond the window: the chunks being read */
 #define VOL_RA_BIG (128u << 20)  /* most bytes ahead for a large-piece reader */
+/* Slots fetch their chunk's range widened to RA_ALIGN on both sides into
+ * RA_ALIGN-aligned memory, so that a file:// store reads it straight into
+ * the slot with O_DIRECT (no bounce copy; at most 2 * RA_ALIGN bytes more
+ * from any store).  Slot memory grows in RA_GROW steps and is reused by
+ * the next chunks: the first touch of fresh memory (the kernel zeroes
+ * every page) was most of a cold read's CPU time, so a new chunk goes to a
+ * slot that already holds enough memory where the victim order allows. */
+#define RA_ALIGN 4096u
+#define RA_GROW (1u << 20)
 
 enum { RA_FREE = 0, RA_BUSY = 1, RA_READY = 2, RA_FAILED = 3 };
 
 typedef struct raslot {
 	uint64_t chunk;
-	uint8_t *data;
+	uint8_t *data;          /* the chunk's first byte, in mem */
+	uint8_t *mem;           /* RA_ALIGN-aligned, cap bytes */
 	uint32_t len, crc;
-	uint32_t cap;           /* bytes allocated at data */
+	uint32_t cap;           /* bytes allocated at mem */
+	uint32_t doff;          /* data - mem: the GET starts aligned */
 	unsigned pins;          /* volume_file_read_to calls using data:
 				 * the slot is not reused while any */
 	int state;
@@ -1463,7 +1478,7 @@ void vol_ra_free(vinode *vi)
 		return;
 	objstore_batch_free(ra->b);  /* waits for GETs in flight */
 	for (int i = 0; i < VOL_RA_MAX; i++)
-		free(ra->s[i].data);
+		free(ra->s[i].mem);
 	pthread_mutex_destroy(&ra->mu);
 	free(ra);
 	vi->ra = NULL;
@@ -1478,7 +1493,7 @@ static void ra_wait(cairn_volume *vol, struct vra *ra, raslot *x)
 		if (!done)
 			break;
 		raslot *y = done->user;
-		if (done->rc || done->got != y->len || cairn_crc32c(0, y->data, y->len) != y->crc) {
+		if (done->rc || done->got < (uint64_t)y->doff + y->len || done->crc != y->crc) {
 			if (!done->rc)
 				CAIRN_ERROR(VOL_MOD, "segment %s: chunk at %" PRIu64 " fails its "
 					    "checksum (readahead; read again)", y->key, done->off);
@@ -1536,20 +1551,35 @@ static uint64_t ra_foff(const meta_extent *e)
 static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 			uint64_t foff, const char *key, unsigned limit)
 {
-	uint64_t vk = 0;
+	const uint64_t C = 1ull << 60;
+	uint64_t from = c->seg_off + SEG_FRAME_HDR_SIZE;
+	uint64_t a0 = from & ~(uint64_t)(RA_ALIGN - 1);
+	uint64_t a1 = (from + c->raw_len + RA_ALIGN - 1) & ~(uint64_t)(RA_ALIGN - 1);
+	uint64_t need = a1 - a0, vk = 0;
 	raslot *v = NULL;
 	unsigned live = 0;
+
+	if (need > UINT32_MAX - RA_GROW)
+		return NULL;
 	/* Pinned slots (volume_file_read_to) are not counted: they cannot
 	 * be reused, and the window must not shrink while replies go out. */
 	for (int i = 0; i < VOL_RA_MAX; i++)
 		if (ra->s[i].state != RA_FREE && !ra->s[i].pins)
 			live++;
-	for (int i = 0; i < VOL_RA_MAX; i++) {
-		raslot *x = &ra->s[i];
-		if (x->state == RA_FREE && live < limit) {
-			v = x;
-			break;
+	if (live < limit) {
+		/* A free slot, the one whose memory fits best. */
+		for (int i = 0; i < VOL_RA_MAX; i++) {
+			raslot *x = &ra->s[i];
+			if (x->state != RA_FREE)
+				continue;
+			if (!v || (v->cap < need ? x->cap > v->cap
+						 : x->cap >= need && x->cap < v->cap))
+				v = x;
 		}
+	}
+	int free_v = v != NULL;
+	for (int i = 0; i < VOL_RA_MAX && !free_v; i++) {
+		raslot *x = &ra->s[i];
 		if ((x->state != RA_READY && x->state != RA_FAILED) || x->pins)
 			continue;
 		uint64_t k = ra_victim(ra, x);
@@ -1560,16 +1590,39 @@ static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 	}
 	if (!v)
 		return NULL;
-	/* Grown only, never shrunk to the chunk: chunks differ in size, and
-	 * a realloc down and up again (an mremap of the mapping) returned
-	 * and re-faulted the pages, zeroing them, every few chunks. */
-	if (v->cap < c->raw_len || !v->data) {
-		uint8_t *nd = realloc(v->data, c->raw_len);
-		if (!nd)
-			return NULL;
-		v->data = nd;
-		v->cap = c->raw_len;
+	if (!free_v && v->cap < need && vk >= 2 * C) {
+		/* The victim's class holds slots no reader needs (failed, of an
+		 * earlier run, read and behind the run; not the one at the
+		 * run's end): one of them with enough memory will do. */
+		raslot *f = NULL;
+		uint64_t fk = 0;
+		for (int i = 0; i < VOL_RA_MAX; i++) {
+			raslot *x = &ra->s[i];
+			if ((x->state != RA_READY && x->state != RA_FAILED) || x->pins ||
+			    x->cap < need)
+				continue;
+			uint64_t k = ra_victim(ra, x);
+			if (k / C == vk / C && k > 2 * C && (!f || k > fk)) {
+				f = x;
+				fk = k;
+			}
+		}
+		if (f)
+			v = f;
 	}
+	/* Grown only, never shrunk to the chunk: memory given back and taken
+	 * again is re-faulted and zeroed. */
+	if (v->cap < need || !v->mem) {
+		uint32_t cap = (uint32_t)((need + RA_GROW - 1) & ~(uint64_t)(RA_GROW - 1));
+		void *nm = NULL;
+		if (posix_memalign(&nm, RA_ALIGN, cap) != 0)
+			return NULL;
+		free(v->mem);
+		v->mem = nm;
+		v->cap = cap;
+	}
+	v->doff = (uint32_t)(from - a0);
+	v->data = v->mem + v->doff;
 	v->chunk = c->id;
 	v->len = c->raw_len;
 	v->crc = c->crc;
@@ -1580,9 +1633,11 @@ static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 	memset(&v->r, 0, sizeof v->r);
 	v->r.op = OBJ_OP_GET;
 	v->r.key = v->key;
-	v->r.buf = v->data;
-	v->r.off = c->seg_off + SEG_FRAME_HDR_SIZE;
-	v->r.len = c->raw_len;
+	v->r.buf = v->mem;
+	v->r.off = a0;
+	v->r.len = a1 - a0;
+	v->r.crc_off = v->doff;
+	v->r.crc_len = c->raw_len;
 	v->r.user = v;
 	v->state = RA_BUSY;
 	if (objstore_submit(ra->b, &v->r)) {
@@ -1628,7 +1683,7 @@ static raslot *ra_slot_for(cairn_volume *vol, struct vra *ra, const meta_extent 
 {
 	raslot *x = ra_find(ra, c->id);
 	if (!x && (ra->win || off < vol->o.stream_chunk_avg) &&
-	    (e->chunk_off || e->len != c->raw_len))
+	    (ra->win || e->chunk_off || e->len != c->raw_len))
 		x = ra_start(vol, ra, c, ra_foff(e), sg->key,
 			     (ra->win > vol->o.stream_readahead ? ra->win
 					: vol->o.stream_readahead) + VOL_RA_EXTRA);
@@ -1824,7 +1879,8 @@ void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
 		return;
 	pthread_mutex_lock(&ra->mu);
 	uint64_t exp = ra->next_off;
-	int seq = exp != UINT64_MAX && off + VOL_RA_SLACK >= exp && off <= exp + VOL_RA_SLACK;
+	int seq = exp != UINT64_MAX ? off + VOL_RA_SLACK >= exp && off <= exp + VOL_RA_SLACK
+				    : off == 0;
 	for (int i = 0; i < VOL_RA_HIST && !seq; i++)
 		seq = ra->h_end[i] == off || ra->h_off[i] == end;
 	uint64_t tol = (uint64_t)(ra->win + 2) * vol->o.stream_chunk_avg;

@@ -19,7 +19,7 @@
  *   - its name is listed in $CAIRN_CONFORMANCE_SKIP (comma-separated), or
  *   - a capability check says so (e.g. multipart cases need parts of
  *     min_part_size bytes in memory; more than 64 MiB is skipped).
- * Case names: roundtrip range overwrite keys badkeys list delete_batch
+ * Case names: roundtrip range get_crc overwrite keys badkeys list delete_batch
  * multipart mpu_errors file_src inflight part_size stats put_if_absent.
  */
 #include <fcntl.h>
@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cairn/codec.h"
 #include "cairn/runtime.h"
 #include "t.h"
 
@@ -216,6 +217,62 @@ static void c_range(void)
 	CHECK_OK(objstore_delete(os, K("range/o")));
 	free(a);
 	free(b);
+}
+
+/* GETs in a batch with a checksum range: the worker's crc32c is that of
+ * the bytes that arrived; 0 when the range was not read whole (the object
+ * ends first) or the GET failed. */
+static void c_get_crc(void)
+{
+	size_t n = 300000;
+	char *a = rnd_buf(n, seed + 21);
+	static const struct { uint64_t off, len, coff, clen; int whole; } r[] = {
+		{0, 300000, 0, 300000, 1},   {4096, 200000, 13, 150000, 1},
+		{299000, 8192, 0, 1000, 1},   {299000, 8192, 0, 1001, 0},
+		{299000, 8192, 500, 2000, 0}, {0, 100, 50, 51, 0},
+		{0, 100, 101, 0, 0},
+	};
+	enum { N = sizeof r / sizeof r[0] };
+	cairn_obj_req q[N + 1];
+	char *bufs[N];
+	cairn_obj_batch *b;
+
+	CHECK_OK(objstore_put_buf(os, K("crc/o"), a, n));
+	REQUIRE_OK(objstore_batch_new(os, &b));
+	for (size_t i = 0; i < N; i++) {
+		bufs[i] = xmalloc(r[i].len);
+		memset(&q[i], 0, sizeof q[i]);
+		q[i].op = OBJ_OP_GET;
+		q[i].key = K("crc/o");
+		q[i].buf = bufs[i];
+		q[i].off = r[i].off;
+		q[i].len = r[i].len;
+		q[i].crc_off = r[i].coff;
+		q[i].crc_len = r[i].clen;
+		q[i].crc = 0xdeadbeef;
+		CHECK_OK(objstore_submit(b, &q[i]));
+	}
+	memset(&q[N], 0, sizeof q[N]);  /* a GET that fails */
+	q[N].op = OBJ_OP_GET;
+	q[N].key = K("crc/missing");
+	q[N].buf = bufs[0];
+	q[N].len = 10;
+	q[N].crc_len = 10;
+	q[N].crc = 0xdeadbeef;
+	CHECK_OK(objstore_submit(b, &q[N]));
+	CHECK_RC(objstore_batch_wait(b), CAIRN_E_NOTFOUND);
+	objstore_batch_free(b);
+	for (size_t i = 0; i < N; i++) {
+		uint32_t want = r[i].whole ? cairn_crc32c(0, (const uint8_t *)a + r[i].off + r[i].coff,
+							  r[i].clen) : 0;
+		if (q[i].rc || q[i].crc != want)
+			T_FAIL_("GET %zu: rc %d crc %08x want %08x", i, q[i].rc,
+				q[i].crc, want);
+		free(bufs[i]);
+	}
+	CHECK(q[N].rc == CAIRN_E_NOTFOUND && q[N].crc == 0);
+	CHECK_OK(objstore_delete(os, K("crc/o")));
+	free(a);
 }
 
 static void c_overwrite(void)
@@ -1065,6 +1122,7 @@ int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*fn)(void); } cases[] = {
 		{"roundtrip", c_roundtrip}, {"range", c_range},
+		{"get_crc", c_get_crc},
 		{"overwrite", c_overwrite}, {"keys", c_keys},
 		{"badkeys", c_badkeys},     {"list", c_list},
 		{"delete_batch", c_delete_batch},

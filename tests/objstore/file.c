@@ -938,15 +938,20 @@ static void evict(const char *path)
 }
 
 /* One GET of [off, off+len) into the middle of a guarded buffer: the bytes
- * (and the count) are the object's, and nothing around them is touched. */
-static void get_range(cairn_objstore *os, const char *key, const char *data,
-		      uint64_t size, uint64_t off, uint64_t len)
+ * (and the count) are the object's, and nothing around them is touched.
+ * With aligned, the buffer is 4096-aligned (the readahead's slots: O_DIRECT
+ * straight into it when off and len allow); bytes past what arrived may
+ * then be written up to len (the file's last block), never past it. */
+static void get_range_in(cairn_objstore *os, const char *key, const char *data,
+			 uint64_t size, uint64_t off, uint64_t len, int aligned)
 {
-	enum { G = 4099 };  /* guard bytes, odd so the target is unaligned */
-	unsigned char *b = malloc(len + 2 * G);
+	/* guard bytes: odd, so the target is unaligned, or one block */
+	const uint64_t G = aligned ? 4096 : 4099;
+	unsigned char *b = NULL;
 	uint64_t got = ~0ull, want = off >= size ? 0 : (size - off < len ? size - off : len);
+	uint64_t mine = aligned ? len : want;  /* the bytes it may write */
 
-	REQUIRE(b);
+	REQUIRE(posix_memalign((void **)&b, 4096, len + 2 * G) == 0);
 	memset(b, 0xab, len + 2 * G);
 	CHECK_OK(objstore_get(os, key, off, b + G, len, &got));
 	CHECK(got == want);
@@ -954,13 +959,19 @@ static void get_range(cairn_objstore *os, const char *key, const char *data,
 		CHECK(memcmp(b + G, data + off, want) == 0);
 	size_t bad = 0;
 	for (uint64_t i = 0; i < len + 2 * G; i++)
-		if ((i < G || i >= G + want) && b[i] != 0xab)
+		if ((i < G || i >= G + mine) && b[i] != 0xab)
 			bad++;
 	if (bad)
-		T_FAIL_("GET %s off %llu len %llu wrote %zu bytes outside its "
+		T_FAIL_("GET %s off %llu len %llu%s wrote %zu bytes outside its "
 			"range", key, (unsigned long long)off,
-			(unsigned long long)len, bad);
+			(unsigned long long)len, aligned ? " (aligned)" : "", bad);
 	free(b);
+}
+
+static void get_range(cairn_objstore *os, const char *key, const char *data,
+		      uint64_t size, uint64_t off, uint64_t len)
+{
+	get_range_in(os, key, data, size, off, len, 0);
 }
 
 static void t_direct_get(void)
@@ -983,6 +994,16 @@ static void t_direct_get(void)
 	long before = resident(P("o/dio/a"), 4 * MIB, 4 * MIB);
 	for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
 		get_range(os, "dio/a", data, size, r[i][0], r[i][1]);
+	/* Aligned buffers and offsets: straight reads (mid-file, through the
+	 * end of the file, over its end), and the bounce path for a length
+	 * that is not a multiple of the alignment. */
+	const uint64_t ra[][2] = {
+		{0, 8 * MIB}, {4096, 16 * MIB + 4096}, {16 * MIB, 8 * MIB},
+		{19 * MIB, 4 * MIB}, {20 * MIB, MIB + 4096}, {4096, 3 * MIB + 5},
+		{0, 21 * MIB}, {8192, MIB},
+	};
+	for (size_t i = 0; i < sizeof ra / sizeof ra[0]; i++)
+		get_range_in(os, "dio/a", data, size, ra[i][0], ra[i][1], 1);
 	/* The first GET read all of it, past the cache: a direct read
 	 * leaves none of its pages there (a buffered one all of them). */
 	long after = resident(P("o/dio/a"), 4 * MIB, 4 * MIB);

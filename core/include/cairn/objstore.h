@@ -14,7 +14,9 @@
  *      key is CAIRN_E_INVAL (CAIRN_E_NAMETOOLONG when too long) with the
  *      key (escaped) in the context.
  *   3. get of a range past the end of the object returns what exists (got
- *      may be 0); get of a missing key is CAIRN_E_NOTFOUND.
+ *      may be 0; the bytes of buf past got, up to len, are undefined: a
+ *      direct read may fill the object's last block); get of a missing key
+ *      is CAIRN_E_NOTFOUND.
  *   4. delete of a missing key succeeds (S3 semantics).
  *   5. list returns keys in byte order, in pages, with an opaque token.
  *   6. Multipart: parts are numbered 1..10000; every part but the last is at
@@ -224,10 +226,15 @@ typedef struct cairn_obj_req {
 	const char *upload_id;  /* MPU_PART */
 	unsigned part_no;       /* MPU_PART */
 	void *user;             /* caller's cookie */
+	uint64_t crc_off, crc_len; /* GET: when crc_len, the worker computes
+				 * crc32c of buf[crc_off, crc_off + crc_len)
+				 * after the read, while the caller waits for
+				 * others (0 when fewer bytes arrived) */
 	/* out */
 	int rc;
 	char msg[256];          /* context of a failure */
 	uint64_t got;           /* GET */
+	uint32_t crc;           /* GET with crc_len */
 	cairn_obj_info info;    /* HEAD */
 	cairn_mpu_part part;    /* MPU_PART */
 	/* private */
