@@ -1839,6 +1839,8 @@ int cfs_stats_text(cfs *fs, char **out, size_t *len)
 	APPEND("chunk_reads_store %" PRIu64 "\n", vs.reads_store);
 	APPEND("chunk_bytes_read %" PRIu64 "\n", vs.read_chunk_bytes);
 	APPEND("read_nocopy_bytes %" PRIu64 "\n", vs.read_nocopy_bytes);
+	APPEND("readahead_bytes %" PRIu64 "\n", vs.readahead_bytes);
+	APPEND("readahead_refused %" PRIu64 "\n", vs.readahead_refused);
 	/* log shipping (writer) and following (docs/log-shipping.md) */
 	APPEND("follower %d\n", vs.follower);
 	APPEND("last_lsn %" PRIu64 "\n", vs.last_lsn);

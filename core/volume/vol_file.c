@@ -115,7 +115,7 @@ void vol_vinode_unpin(cairn_volume *vol, vinode *vi)
 		while (*pp != vi)
 			pp = &(*pp)->hnext;
 		*pp = vi->hnext;
-		vol_ra_free(vi);
+		vol_ra_free(vol, vi);
 		pthread_rwlock_destroy(&vi->lk);
 		free(vi);
 	}

@@ -440,7 +440,7 @@ void vol_stream_ra_note(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n)
  * ahead, as many as the window (vi->lk held for reading). */
 void vol_stream_readahead(cairn_volume *vol, vinode *vi, uint64_t off, uint64_t n);
 /* Free the inode's readahead (the vinode is being freed). */
-void vol_ra_free(vinode *vi);
+void vol_ra_free(cairn_volume *vol, vinode *vi);
 /* volume_file_read_to: when every byte of [off, off+n) lies in chunks of
  * uploaded streams that readahead slots hold (or start to hold, as a read
  * would), wait for them, pin them and point iov[0..*cnt) (at most max)

@@ -477,6 +477,10 @@ static void opts_fill(cairn_volume *vol, const vconf *c)
 		o->stream_readahead = 8;
 	if (o->stream_readahead > 64)
 		o->stream_readahead = 64;
+	if (!o->readahead_mem)
+		o->readahead_mem = 1ull << 30;
+	if (o->readahead_mem < (64ull << 20))
+		o->readahead_mem = 64ull << 20;
 	if (!o->gc_grace_ms)
 		o->gc_grace_ms = 3600 * 1000;
 	else if (o->gc_grace_ms < 0)
@@ -571,7 +575,7 @@ void vol_vinodes_free(cairn_volume *vol)
 			vinode *nx = vi->hnext;
 			vbuf *x = vi->head;
 			vol_stream_free(vol, vi);  /* left by a failure */
-			vol_ra_free(vi);
+			vol_ra_free(vol, vi);
 			while (x) {
 				vbuf *n = x->next;
 				free(x->data);
@@ -796,6 +800,8 @@ void volume_stats(cairn_volume *vol, cairn_volume_stats *out)
 	out->reads_demand = __atomic_load_n(&s->reads_demand, __ATOMIC_RELAXED);
 	out->read_chunk_bytes = __atomic_load_n(&s->read_chunk_bytes, __ATOMIC_RELAXED);
 	out->read_nocopy_bytes = __atomic_load_n(&s->read_nocopy_bytes, __ATOMIC_RELAXED);
+	out->readahead_bytes = __atomic_load_n(&s->readahead_bytes, __ATOMIC_RELAXED);
+	out->readahead_refused = __atomic_load_n(&s->readahead_refused, __ATOMIC_RELAXED);
 	out->uploads_active = vol->up_active;
 	out->uploads_active_max = vol->up_active_max;
 	pthread_mutex_unlock(&vol->up_mu);

@@ -1471,14 +1471,37 @@ static struct vra *ra_get(cairn_volume *vol, vinode *vi)
 	return ra;
 }
 
-void vol_ra_free(vinode *vi)
+/* Readahead memory of the whole volume (opts.readahead_mem): take n
+ * bytes of it, 0 when that would pass the bound. */
+static int ra_mem_take(cairn_volume *vol, uint64_t n)
+{
+	uint64_t *m = &vol->st.readahead_bytes;
+	uint64_t cur = __atomic_load_n(m, __ATOMIC_RELAXED);
+	do {
+		if (cur + n > vol->o.readahead_mem)
+			return 0;
+	} while (!__atomic_compare_exchange_n(m, &cur, cur + n, 1, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return 1;
+}
+
+/* Give back slot x's memory (ra->mu held, x not busy nor pinned). */
+static void ra_mem_drop(cairn_volume *vol, raslot *x)
+{
+	__atomic_sub_fetch(&vol->st.readahead_bytes, x->cap, __ATOMIC_RELAXED);
+	free(x->mem);
+	x->mem = x->data = NULL;
+	x->cap = 0;
+}
+
+void vol_ra_free(cairn_volume *vol, vinode *vi)
 {
 	struct vra *ra = vi->ra;
 	if (!ra)
 		return;
 	objstore_batch_free(ra->b);  /* waits for GETs in flight */
 	for (int i = 0; i < VOL_RA_MAX; i++)
-		free(ra->s[i].mem);
+		ra_mem_drop(vol, &ra->s[i]);
 	pthread_mutex_destroy(&ra->mu);
 	free(ra);
 	vi->ra = NULL;
@@ -1611,12 +1634,27 @@ static raslot *ra_start(cairn_volume *vol, struct vra *ra, const meta_chunk *c,
 			v = f;
 	}
 	/* Grown only, never shrunk to the chunk: memory given back and taken
-	 * again is re-faulted and zeroed. */
+	 * again is re-faulted and zeroed.  At the volume's bound, this
+	 * inode's free slots give theirs back first; then the chunk is not
+	 * fetched ahead (a read fetches it the ordinary way). */
 	if (v->cap < need || !v->mem) {
 		uint32_t cap = (uint32_t)((need + RA_GROW - 1) & ~(uint64_t)(RA_GROW - 1));
 		void *nm = NULL;
-		if (posix_memalign(&nm, RA_ALIGN, cap) != 0)
+		if (!ra_mem_take(vol, cap - v->cap)) {
+			for (int i = 0; i < VOL_RA_MAX; i++)
+				if (&ra->s[i] != v && ra->s[i].state == RA_FREE &&
+				    !ra->s[i].pins && ra->s[i].mem)
+					ra_mem_drop(vol, &ra->s[i]);
+			if (!ra_mem_take(vol, cap - v->cap)) {
+				__atomic_add_fetch(&vol->st.readahead_refused, 1, __ATOMIC_RELAXED);
+				return NULL;
+			}
+		}
+		if (posix_memalign(&nm, RA_ALIGN, cap) != 0) {
+			__atomic_sub_fetch(&vol->st.readahead_bytes, cap - v->cap,
+					   __ATOMIC_RELAXED);
 			return NULL;
+		}
 		free(v->mem);
 		v->mem = nm;
 		v->cap = cap;

@@ -100,6 +100,9 @@ typedef struct cairn_volume_opts {
 				      many bytes; 256 MiB */
 	unsigned stream_readahead; /* chunks fetched ahead by sequential
 				      reads of an uploaded stream; 8 */
+	uint64_t readahead_mem;    /* most bytes of readahead memory for the
+				      whole volume (every file's slots);
+				      default 1 GiB, at least 64 MiB */
 	int stream_multipart;      /* 1: upload streams by multipart while
 				      they are written even when the store
 				      takes a whole file by a link (file://
@@ -208,6 +211,11 @@ typedef struct cairn_volume_stats {
 				      counted when started) */
 	uint64_t read_nocopy_bytes;/* bytes volume_file_read_to handed out
 				      from readahead memory, uncopied */
+	uint64_t readahead_bytes;  /* readahead memory held now (at most
+				      opts.readahead_mem) */
+	uint64_t readahead_refused;/* chunks not fetched ahead (or read the
+				      ordinary way) because that memory was
+				      at its bound */
 	uint64_t uploads_active;   /* queue entries being uploaded now */
 	uint64_t uploads_active_max; /* most at once since open (the
 				      uploader workers, VOL_UPLOADERS) */
